@@ -1,0 +1,35 @@
+# The two set-up commands of the README. Both install what they need into .venv by themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+export TC_HOST ?= 127.0.0.1
+
+SCENARIO ?= toxics/smoke.yml
+
+.PHONY: lab test lint env clean
+
+env: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	touch $(STAMP)
+
+# The main job: a real fault-injection run that ends in a report.
+lab: $(STAMP)
+	$(BIN)/lab demo
+
+test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/pytest -m "not battle"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

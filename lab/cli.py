@@ -1,0 +1,63 @@
+"""The `lab` command line. Each subcommand lives beside the code it drives and is imported only when
+used, so `lab provider` inside a slim container never imports Docker, pandas or Locust.
+
+Exit codes (shared by every subcommand):
+  0  success (for `run`, `report`, `compare`: every SLO held / no regression)
+  1  the verdict failed (an SLO missed, a regression found)
+  2  bad input (a malformed scenario, config or argument), reported before anything started
+  3  the lab itself failed (images, containers, a gateway that never came up)
+  130 interrupted (Ctrl-C); everything started was torn down and what was recorded is kept
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import click
+
+EXIT_OK = 0
+EXIT_VERDICT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_LAB_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+# name -> "module:attribute" of a click command
+_COMMANDS: dict[str, str] = {
+    "provider": "lab.provider.cli:command",
+    "gateway": "lab.gateway.cli:command",
+    "images": "lab.images:command",
+    "up": "lab.lifecycle:up_command",
+    "down": "lab.lifecycle:down_command",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # A subcommand whose optional dependencies are not installed in this environment.
+            raise click.ClickException(
+                f"'lab {cmd_name}' needs {exc.name!r}, which is not installed here "
+                "(install the package with the extras: pip install 'lab[all]')"
+            ) from exc
+        command: Any = getattr(module, attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="lab")
+def main() -> None:
+    """A containerized fault-injection lab for JSON-RPC gateways."""
+
+
+if __name__ == "__main__":
+    main()
