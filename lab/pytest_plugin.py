@@ -1,0 +1,1 @@
+"""The lab's pytest plugin (placeholder until the topology fixtures land)."""

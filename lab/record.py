@@ -1,0 +1,290 @@
+"""The run record: the files in a run directory, the contract between running and analysing.
+
+Tables are directories of parquet part files. A writer buffers rows and closes a part about once a second
+(write to a temporary name, then rename), so a run killed with SIGKILL leaves every closed part readable
+and at most the last second unwritten. Events are JSON lines, flushed per line; a reader skips a torn last
+line. Several processes (Locust workers, the orchestrator) may write the same table: each writer names its
+parts with its own writer id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+SCHEMA_VERSION = 1
+_TS = pa.timestamp("us", tz="UTC")
+
+# One row per JSON-RPC request sent (a batch is one row per entry, sharing `batch_id`).
+REQUESTS = pa.schema(
+    [
+        ("ts", _TS),  # when the request was sent
+        ("method", pa.string()),
+        ("transport", pa.string()),  # "http" | "batch" | "ws"
+        ("latency_ms", pa.float64()),
+        ("ok", pa.bool_()),
+        ("error_class", pa.string()),  # null when ok; one of ERROR_CLASSES
+        ("http_status", pa.int32()),
+        ("rpc_code", pa.int32()),
+        ("provider", pa.string()),  # serving provider from the gateway's metadata, if any
+        ("attempts", pa.int32()),
+        ("batch_id", pa.string()),
+        ("batch_size", pa.int32()),
+        ("worker", pa.string()),
+    ]
+)
+
+# One row per WebSocket notification a subscriber received.
+HEADS = pa.schema(
+    [
+        ("ts", _TS),  # when the notification arrived
+        ("subscriber", pa.string()),
+        ("subscription", pa.string()),  # "newHeads" | "logs"
+        ("block_number", pa.int64()),
+        ("block_hash", pa.string()),
+        ("parent_hash", pa.string()),
+        ("block_timestamp", pa.int64()),  # the chain's own timestamp (s), for head delay
+        ("provider", pa.string()),
+        ("worker", pa.string()),
+    ]
+)
+
+# Periodic snapshots of each provider's /_lab/stats.
+PROVIDER_STATS = pa.schema(
+    [
+        ("ts", _TS),
+        ("provider", pa.string()),
+        ("head", pa.int64()),
+        ("requests", pa.int64()),
+        ("errors", pa.int64()),
+        ("stats_json", pa.string()),  # the whole snapshot, for what the columns leave out
+    ]
+)
+
+# Periodic snapshots of the gateway's Prometheus metrics, one row per sample.
+METRICS = pa.schema(
+    [
+        ("ts", _TS),
+        ("name", pa.string()),
+        ("labels", pa.string()),  # JSON object
+        ("value", pa.float64()),
+    ]
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "requests": REQUESTS,
+    "heads": HEADS,
+    "provider_stats": PROVIDER_STATS,
+    "metrics": METRICS,
+}
+
+# Event logs (JSON lines). faults: {"event": "start"|"end", "fault_id", "name", "action", "target",
+# "ts", "params"}; gateway_events: the gateway's SSE events with the lab's receive time in "received_ts".
+EVENT_LOGS = ("faults", "gateway_events")
+
+# How a failed request is classified (the `error_class` column).
+ERROR_CLASSES = (
+    "timeout",  # no answer within the client's timeout
+    "connection",  # refused, reset, closed mid-response
+    "http_status",  # a non-2xx HTTP status other than 429
+    "rate_limited",  # HTTP 429 or JSON-RPC -32005
+    "rpc_error",  # a JSON-RPC error object in a 2xx response
+    "invalid_response",  # not JSON-RPC, wrong id, missing batch entries
+    "other",
+)
+
+MANIFEST = "manifest.json"
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def to_timestamp(value: float | int | None) -> int | None:
+    """Unix seconds (float) to the microseconds the tables store."""
+    return None if value is None else int(value * 1_000_000)
+
+
+class TableWriter:
+    """Appends rows to one table of a run directory, closing a part file every `flush_interval` seconds."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        table: str,
+        *,
+        writer_id: str | None = None,
+        flush_interval: float = 1.0,
+        autoflush: bool = True,
+    ) -> None:
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
+        self.schema = TABLES[table]
+        self.directory = Path(run_dir) / table
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.writer_id = writer_id or f"{os.getpid()}"
+        self.flush_interval = flush_interval
+        self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self._lock = threading.Lock()
+        self._seq = 0
+        self._rows = 0
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        if autoflush:
+            self._thread = threading.Thread(target=self._autoflush, name=f"flush-{table}", daemon=True)
+            self._thread.start()
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Add a row; missing columns are null. `ts` may be unix seconds (float) or microseconds (int)."""
+        with self._lock:
+            for name, column in self._columns.items():
+                value = row.get(name)
+                if name == "ts" and isinstance(value, float):
+                    value = int(value * 1_000_000)
+                column.append(value)
+            self._rows += 1
+
+    def flush(self) -> Path | None:
+        """Close the buffered rows into a new part file; returns its path (None when nothing buffered)."""
+        with self._lock:
+            if not self._rows:
+                return None
+            columns, self._columns = self._columns, {name: [] for name in self.schema.names}
+            self._rows = 0
+            self._seq += 1
+            seq = self._seq
+        table = pa.table(columns, schema=self.schema)
+        final = self.directory / f"part-{self.writer_id}-{seq:06d}.parquet"
+        partial = final.with_suffix(".parquet.tmp")
+        pq.write_table(table, partial, compression="zstd")
+        os.replace(partial, final)  # atomic: readers never see half a part
+        return final
+
+    def close(self) -> None:
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.flush()
+
+    def _autoflush(self) -> None:
+        while not self._closed.wait(self.flush_interval):
+            self.flush()
+
+    def __enter__(self) -> TableWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class EventLog:
+    """Appends JSON lines, one flush per line, so a killed process loses at most a torn last line."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], name: str) -> None:
+        if name not in EVENT_LOGS:
+            raise ValueError(f"unknown event log {name!r}; known: {', '.join(EVENT_LOGS)}")
+        self.path = Path(run_dir) / f"{name}.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("ab")
+        self._lock = threading.Lock()
+
+    def append(self, event: Mapping[str, Any]) -> None:
+        line = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
+        with self._lock:
+            self._file.write(line)
+            self._file.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run directory: where each part of the record lives."""
+
+    path: Path
+
+    @classmethod
+    def create(cls, root: str | os.PathLike[str], run_id: str) -> RunDir:
+        path = Path(root) / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        return cls(path)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.path / MANIFEST
+
+    def write_manifest(self, manifest: Mapping[str, Any]) -> None:
+        """Write (or rewrite, e.g. to add the end time) the manifest atomically."""
+        data = {"schema_version": SCHEMA_VERSION, **manifest}
+        partial = self.manifest_path.with_suffix(".json.tmp")
+        partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+        os.replace(partial, self.manifest_path)
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.exists():
+            raise FileNotFoundError(f"{self.path} is not a run directory: no {MANIFEST}")
+        return orjson.loads(self.manifest_path.read_bytes())
+
+    def table_writer(self, table: str, **kwargs: Any) -> TableWriter:
+        return TableWriter(self.path, table, **kwargs)
+
+    def event_log(self, name: str) -> EventLog:
+        return EventLog(self.path, name)
+
+    def read_table(self, table: str) -> pd.DataFrame:
+        return read_table(self.path, table)
+
+    def read_events(self, name: str) -> list[dict[str, Any]]:
+        return list(iter_events(self.path, name))
+
+
+def read_arrow(run_dir: str | os.PathLike[str], table: str) -> pa.Table:
+    """Every closed part of a table as one Arrow table (empty, with the schema, when there are none)."""
+    schema = TABLES[table]
+    parts = sorted((Path(run_dir) / table).glob("part-*.parquet"))
+    if not parts:
+        return schema.empty_table()
+    return pa.concat_tables(pq.read_table(p, schema=schema) for p in parts)
+
+
+def read_table(run_dir: str | os.PathLike[str], table: str) -> pd.DataFrame:
+    """A table as a pandas DataFrame, sorted by `ts`, with `ts` as datetime64[us, UTC]."""
+    df = read_arrow(run_dir, table).to_pandas()
+    return df.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def iter_events(run_dir: str | os.PathLike[str], name: str) -> Iterator[dict[str, Any]]:
+    """The events of a JSON-lines log; a torn last line (a killed writer) is skipped."""
+    path = Path(run_dir) / f"{name}.jsonl"
+    if not path.exists():
+        return
+    with path.open("rb") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            try:
+                yield orjson.loads(line)
+            except orjson.JSONDecodeError:
+                if line.endswith(b"\n"):
+                    raise ValueError(f"{path}: corrupt line (not the last): {line[:80]!r}") from None
+                return  # torn last line
