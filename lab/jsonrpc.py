@@ -89,7 +89,7 @@ def validate(obj: Any) -> Request | dict[str, Any]:
         return error(None, INVALID_REQUEST, "Invalid Request")
     id_ = obj.get("id")
     has_id = "id" in obj
-    if has_id and not (id_ is None or isinstance(id_, str | int | float)) or isinstance(id_, bool):
+    if (has_id and not (id_ is None or isinstance(id_, str | int | float))) or isinstance(id_, bool):
         return error(None, INVALID_REQUEST, "Invalid Request", "id must be a string, number or null")
     if obj.get("jsonrpc") != VERSION:
         return error(id_, INVALID_REQUEST, "Invalid Request", "jsonrpc must be exactly '2.0'")
