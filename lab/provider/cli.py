@@ -28,7 +28,8 @@ def _env(name: str) -> str:
 
 def read_behavior(value: str) -> BehaviorSpec:
     """A behaviour from JSON, `@FILE` (JSON or YAML) or a bare type name; BehaviorError/ValueError if bad."""
-    text, source = value, BEHAVIOR_HINT
+    # Inline values are already named by click's param hint; only a file needs naming here.
+    text, source = value, ""
     if value.startswith("@"):
         path = Path(value[1:])
         try:
@@ -44,11 +45,12 @@ def read_behavior(value: str) -> BehaviorSpec:
             data = yaml.safe_load(text) if source.endswith((".yml", ".yaml")) else orjson.loads(text)
         except (orjson.JSONDecodeError, yaml.YAMLError) as exc:
             known = ", ".join(BEHAVIOR_TYPES)
-            raise ValueError(f"{source}: not valid JSON/YAML ({exc}); known types: {known}") from None
+            where = source or "value"
+            raise ValueError(f"{where}: not valid JSON/YAML ({exc}); known types: {known}") from None
     try:
         return parse_behavior(data)
     except BehaviorError as exc:
-        raise ValueError(f"{source}: {exc}") from None
+        raise ValueError(f"{source}: {exc}" if source else str(exc)) from None
 
 
 def _behavior_option(ctx: click.Context, param: click.Parameter, value: str | None) -> BehaviorSpec | None:
