@@ -1,0 +1,293 @@
+"""`lab report`, `lab compare`, `lab baseline`, `lab history`: the analysis side of the command line.
+
+Exit codes (see lab.cli): 0 the verdict held, 1 it failed (an SLO missed, a regression), 2 bad input.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from lab.analysis.loading import RecordError
+from lab.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERDICT_FAILED
+
+_STYLE = {"pass": "bold green", "fail": "bold red", "no_data": "bold yellow"}
+_VERDICT_STYLE = {
+    "regression": "bold red",
+    "improvement": "bold cyan",
+    "no_change": "green",
+    "no_data": "yellow",
+}
+_baselines_option = click.option(
+    "--baselines", "root", type=click.Path(path_type=Path), default="reports/baselines", show_default=True,
+    help="Where baselines are stored, one directory per scenario.",
+)  # fmt: skip
+
+
+def _console() -> Console:
+    return Console(highlight=False)
+
+
+def _bad_input(console: Console, message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}")
+    raise SystemExit(EXIT_BAD_INPUT)
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: RUN_DIR).")
+@click.option("--window", "window_s", default=10.0, show_default=True, help="Recovery window (s).")
+@click.option("--step", "step_s", default=1.0, show_default=True, help="Recovery window step (s).")
+@click.option(
+    "--baseline", "baseline_s", default=30.0, show_default=True, help="Steady state before a fault (s)."
+)
+@click.option("--no-html", is_flag=True, help="Skip report.html (and its plots).")
+def report_command(
+    run_dir: Path, out_dir: Path | None, window_s: float, step_s: float, baseline_s: float, no_html: bool
+) -> None:
+    """Analyse RUN_DIR: SLO verdicts, report.html, summary.json, summary.md, junit.xml."""
+    from lab.analysis.loading import load_run
+    from lab.analysis.report import write_report
+    from lab.analysis.summary import analyse, recovery_settings
+
+    console = _console()
+    if window_s <= 0 or step_s <= 0 or baseline_s < 0:
+        _bad_input(console, "--window and --step must be positive, --baseline not negative")
+    try:
+        run = load_run(run_dir)
+    except RecordError as exc:
+        _bad_input(console, str(exc))
+    analysis = analyse(run, recovery_settings(run, window_s, step_s, baseline_s))
+    paths = write_report(analysis, out_dir or run_dir, html=not no_html)
+    print_verdict(console, analysis.summary)
+    for name, path in paths.items():
+        console.print(escape(f"{name}: {path}"))
+    raise SystemExit(EXIT_OK if analysis.slo.passed else EXIT_VERDICT_FAILED)
+
+
+def print_verdict(console: Console, summary: dict[str, Any]) -> None:
+    from lab.analysis import render as r
+
+    table = Table(title=escape(f"{summary['scenario']} · run {summary['run_id']}"), title_justify="left")
+    for column in ("SLO", "objective", "verdict", "measured"):
+        table.add_column(column)
+    for check in summary["slo"]["checks"]:
+        status = check["status"]
+        table.add_row(
+            check["name"],
+            escape(check["objective"]),
+            f"[{_STYLE[status]}]{r.status_text(status)}[/]",
+            escape(check["detail"]),
+        )
+    console.print(table)
+    lat = summary["latency_ms"]
+    console.print(
+        f"{summary['requests']:,} requests · success {r.pct(summary['success_rate'])} · "
+        f"p50 {r.ms(lat['p50'])} · p95 {r.ms(lat['p95'])} · p99 {r.ms(lat['p99'])} · "
+        f"{len(summary['faults'])} faults · {summary['subscription']['heads']:,} heads"
+    )
+    for fault in summary["faults"]:
+        recovery = fault["recovery_s"]
+        text = (
+            f"recovered in {r.secs(recovery)}"
+            if recovery is not None
+            else fault["recovery_status"].replace("_", " ")
+        )
+        console.print(escape(f"  fault {fault['name']} → {fault['target']}: {text}"))
+    for warning in summary["warnings"]:
+        console.print(f"[yellow]warning:[/] {escape(warning)}")
+    passed = summary["slo"]["passed"]
+    console.print("[bold green]PASS[/]" if passed else "[bold red]FAIL[/]")
+
+
+@click.command("compare")
+@click.argument("baseline")
+@click.argument("current", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: CURRENT).")
+@_baselines_option
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the rank test.")
+@click.option(
+    "--rel-tol", default=0.05, show_default=True, help="Latency shifts below this fraction are noise."
+)
+@click.option("--abs-tol-ms", default=0.5, show_default=True, help="...and below this many ms.")
+@click.option(
+    "--success-tol", default=0.001, show_default=True, help="Success-rate drops below this are noise."
+)
+@click.option("--resamples", default=2000, show_default=True, help="Bootstrap replicates.")
+@click.option(
+    "--max-sample", default=200_000, show_default=True, help="Latencies used per side (uniform sample)."
+)
+@click.option("--seed", default=0, show_default=True)
+def compare_command(
+    baseline: str,
+    current: Path,
+    out_dir: Path | None,
+    root: Path,
+    alpha: float,
+    rel_tol: float,
+    abs_tol_ms: float,
+    success_tol: float,
+    resamples: int,
+    max_sample: int,
+    seed: int,
+) -> None:
+    """Compare CURRENT (a run directory) with BASELINE (a run directory, a baseline directory, or the
+    name of a scenario with a stored baseline). Exit code 1 on a regression."""
+    from lab.analysis.baseline import load_side, run_side
+    from lab.analysis.compare import CompareError, CompareSettings, compare
+    from lab.analysis.compare_report import write_comparison
+
+    console = _console()
+    settings = CompareSettings(
+        alpha=alpha,
+        rel_tol=rel_tol,
+        abs_tol_ms=abs_tol_ms,
+        success_tol=success_tol,
+        resamples=resamples,
+        max_sample=max_sample,
+        seed=seed,
+    )
+    try:
+        base_side = load_side(baseline, settings, root)
+        current_side = run_side(current, settings)
+        result = compare(base_side, current_side, settings)
+    except (RecordError, CompareError) as exc:
+        _bad_input(console, str(exc))
+    paths = write_comparison(result, base_side, current_side, out_dir or current)
+    _print_comparison(console, result)
+    for name, path in paths.items():
+        console.print(escape(f"{name}: {path}"))
+    raise SystemExit(EXIT_VERDICT_FAILED if result["verdict"] == "regression" else EXIT_OK)
+
+
+def _print_comparison(console: Console, result: dict[str, Any]) -> None:
+    from lab.analysis.compare_report import HEADERS, metric_rows
+
+    title = f"{result['scenario']}: {result['baseline']['run_id']} → {result['current']['run_id']}"
+    table = Table(title=escape(title), title_justify="left")
+    for column in HEADERS[:-1]:
+        table.add_column(column)
+    for row in metric_rows(result):
+        verdict_text, verdict = row[6]
+        table.add_row(
+            *(escape(str(cell)) for cell in row[:6]), f"[{_VERDICT_STYLE[verdict]}]{verdict_text}[/]"
+        )
+    console.print(table)
+    verdict = result["verdict"]
+    console.print(f"[{_VERDICT_STYLE[verdict]}]{verdict.replace('_', ' ').upper()}[/]")
+
+
+@click.group("baseline")
+def baseline_command() -> None:
+    """Per-scenario baselines for `lab compare` (changed only by `lab baseline set`)."""
+
+
+@baseline_command.command("set")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@_baselines_option
+@click.option("--max-sample", default=200_000, show_default=True, help="Latencies kept (uniform sample).")
+@click.option("--seed", default=0, show_default=True)
+def baseline_set(run_dir: Path, root: Path, max_sample: int, seed: int) -> None:
+    """Make RUN_DIR the baseline of its scenario."""
+    from lab.analysis.baseline import set_baseline
+    from lab.analysis.compare import CompareSettings
+
+    console = _console()
+    try:
+        directory = set_baseline(run_dir, root, CompareSettings(max_sample=max_sample, seed=seed))
+    except RecordError as exc:
+        _bad_input(console, str(exc))
+    console.print(escape(f"baseline: {directory}"))
+
+
+@baseline_command.command("show")
+@click.argument("scenario")
+@_baselines_option
+def baseline_show(scenario: str, root: Path) -> None:
+    """Print the stored baseline of SCENARIO."""
+    from lab.analysis.baseline import BASELINE_FILE, baseline_dir
+
+    console = _console()
+    path = baseline_dir(root, scenario) / BASELINE_FILE
+    if not path.exists():
+        _bad_input(console, f"no baseline for scenario {scenario!r} in {root}")
+    console.print_json(path.read_text(encoding="utf-8"))
+
+
+@baseline_command.command("list")
+@_baselines_option
+def baseline_list(root: Path) -> None:
+    """List the stored baselines."""
+    from lab.analysis.baseline import list_baselines
+
+    console = _console()
+    table = Table("scenario", "run", "set at", "directory")
+    for item in list_baselines(root):
+        cells = (item.get("scenario"), item.get("run_id"), item.get("set_at"), item["dir"])
+        table.add_row(*(escape(str(cell)) for cell in cells))
+    console.print(table)
+
+
+@click.command("history")
+@click.argument("root", type=click.Path(path_type=Path), default="reports")
+@click.option("--scenario", help="Which scenario's runs (required when ROOT holds several).")
+@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the permutation test.")
+@click.option("--permutations", default=199, show_default=True)
+@click.option("--min-size", default=3, show_default=True, help="Fewest runs in a segment.")
+@click.option("--seed", default=0, show_default=True)
+@click.option(
+    "--json", "json_path", type=click.Path(path_type=Path), help="Also write the result as JSON here."
+)
+@click.option(
+    "--fail-on-regression", is_flag=True, help="Exit 1 when a metric's latest change made it worse."
+)
+def history_command(
+    root: Path,
+    scenario: str | None,
+    alpha: float,
+    permutations: int,
+    min_size: int,
+    seed: int,
+    json_path: Path | None,
+    fail_on_regression: bool,
+) -> None:
+    """Change points (E-Divisive) in each metric over the runs of one scenario under ROOT."""
+    from lab.analysis.history import collect_runs, history, latest_regressions
+    from lab.analysis.report import write_json
+
+    console = _console()
+    if min_size < 2 or permutations < 1 or not 0 < alpha < 1:
+        _bad_input(console, "--min-size must be ≥ 2, --permutations ≥ 1, --alpha in (0, 1)")
+    try:
+        name, entries, notes = collect_runs(root, scenario)
+    except RecordError as exc:
+        _bad_input(console, str(exc))
+    for note in notes:
+        console.print(f"[dim]{escape(note)}[/]")
+    result = {
+        "scenario": name,
+        **history(entries, alpha=alpha, permutations=permutations, min_size=min_size, seed=seed),
+    }
+    table = Table(title=escape(f"{name}: {len(entries)} runs"), title_justify="left")
+    for column in ("metric", "first run of new level", "date", "before", "after", "change", "p", "direction"):
+        table.add_column(column)
+    for key, metric in result["metrics"].items():
+        for cp in metric["change_points"]:
+            change = "—" if cp["change"] is None else f"{cp['change']:+.1%}"
+            style = "bold red" if cp["direction"] == "worse" else "cyan"
+            means = f"{cp['before_mean']:.4g}", f"{cp['after_mean']:.4g}"
+            table.add_row(
+                key, escape(cp["run_id"]), cp["date"], *means, change, f"{cp['p_value']:.3f}",
+                f"[{style}]{cp['direction']}[/]",
+            )  # fmt: skip
+    console.print(table if table.row_count else escape(f"{name}: no change points in {len(entries)} runs"))
+    if json_path is not None:
+        write_json(json_path, result)
+        console.print(escape(f"history: {json_path}"))
+    regressions = latest_regressions(result)
+    raise SystemExit(EXIT_VERDICT_FAILED if fail_on_regression and regressions else EXIT_OK)

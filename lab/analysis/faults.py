@@ -1,0 +1,203 @@
+"""Each fault window against the steady state before it, and the time the service took to recover.
+
+Definitions (times in seconds from the run start; requests are placed at their send time):
+
+- horizon of a fault: the start of the next fault that starts at or after this fault's end, else the run
+  end. Faults that overlap this one are judged together with it.
+- window success rate at t: ok requests / requests sent in [t, t + W) (a forward window of W seconds).
+  Windows start at fault start + k·step; only whole windows that end by the horizon count (when the
+  horizon is closer than W, the single window [start, horizon)). A window is bad when it has requests
+  and its success rate is below the target; an empty window is neither bad nor evidence of health.
+- recovered at R: the start of the window after the last bad window (the fault start when no window is
+  bad), provided a later window has requests. From R to the horizon every window meets the target.
+  recovery_s = R − fault start; recovery_after_end_s = max(0, R − fault end). Not recovered (None) when
+  the last bad window is the last window, or nothing follows it.
+- baseline: requests in the `baseline_s` seconds before the fault start, cut at the end of the latest
+  earlier fault (empty when an earlier fault is still active).
+- errors: failed requests from the fault start to R (to the horizon when not recovered);
+  excess_errors subtracts what the baseline error rate predicts for that many requests.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab.analysis.loading import FaultWindow
+from lab.analysis.traffic import request_stats
+
+
+@dataclass(frozen=True)
+class RecoverySettings:
+    target: float = 0.99  # success rate a window must meet (the scenario's success_rate SLO when set)
+    window_s: float = 10.0
+    step_s: float = 1.0
+    baseline_s: float = 30.0
+
+    def describe(self) -> str:
+        return (
+            f"recovered = start of the first {self.window_s:g} s forward window after which every window "
+            f"(stepped by {self.step_s:g} s, up to the next fault or the run end) has success rate ≥ "
+            f"{self.target:.4%}"
+        )
+
+
+@dataclass(frozen=True)
+class WindowSeries:
+    """Success rate of forward windows starting at `starts` (NaN: empty window)."""
+
+    starts: np.ndarray
+    requests: np.ndarray
+    success_rate: np.ndarray
+
+
+@dataclass(frozen=True)
+class FaultSeries:
+    """What a recovery plot shows: the rolling windows judged, and the plain per-step success rate."""
+
+    windows: WindowSeries
+    steps: WindowSeries
+
+
+class RequestIndex:
+    """Sorted send times and cumulative ok counts: any time range's counts in O(log n)."""
+
+    def __init__(self, t: np.ndarray, ok: np.ndarray) -> None:
+        self.t = t
+        self.ok_cumulative = np.concatenate([[0], np.cumsum(ok, dtype=np.int64)])
+
+    def counts(self, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(requests, ok requests) sent in each [start, end)."""
+        lo = np.searchsorted(self.t, start, side="left")
+        hi = np.searchsorted(self.t, end, side="left")
+        return hi - lo, self.ok_cumulative[hi] - self.ok_cumulative[lo]
+
+    def slice(self, start: float, end: float) -> slice:
+        return slice(int(np.searchsorted(self.t, start, "left")), int(np.searchsorted(self.t, end, "left")))
+
+
+def window_series(
+    index: RequestIndex, start: float, horizon: float, settings: RecoverySettings
+) -> WindowSeries:
+    span = horizon - start
+    if span <= settings.window_s:
+        starts, ends = np.array([start]), np.array([horizon])
+    else:
+        starts = start + settings.step_s * np.arange(
+            math.floor((span - settings.window_s) / settings.step_s) + 1
+        )
+        ends = starts + settings.window_s
+    n, good = index.counts(starts, ends)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, good / np.maximum(n, 1), np.nan)
+    return WindowSeries(starts, n, rate)
+
+
+def recovery_moment(series: WindowSeries, target: float) -> tuple[float | None, str]:
+    """(R, status): status "recovered" | "not_recovered" | "no_data" (see the module docstring)."""
+    has_requests = series.requests > 0
+    if not has_requests.any():
+        return None, "no_data"
+    bad = has_requests & (series.success_rate < target)
+    if not bad.any():
+        return float(series.starts[0]), "recovered"
+    last_bad = int(np.flatnonzero(bad)[-1])
+    if not has_requests[last_bad + 1 :].any():
+        return None, "not_recovered"
+    return float(series.starts[last_bad + 1]), "recovered"
+
+
+def horizons(faults: list[FaultWindow], run_end: float) -> list[float]:
+    return [
+        min([g.start for g in faults if g is not f and g.start >= f.end] + [max(run_end, f.end)])
+        for f in faults
+    ]
+
+
+def analyse_faults(
+    requests: pd.DataFrame, faults: list[FaultWindow], run_end: float, settings: RecoverySettings
+) -> tuple[list[dict[str, Any]], list[FaultSeries]]:
+    """One summary per fault, and the window series behind each recovery (for plots)."""
+    t = requests["t"].to_numpy()
+    ok = requests["ok"].to_numpy()
+    latency = requests["latency_ms"].to_numpy()
+    index = RequestIndex(t, ok)
+
+    def stats(a: float, b: float) -> dict[str, Any]:
+        s = index.slice(a, b)
+        return request_stats(ok[s], latency[s], requests["error_class"].iloc[s], b - a)
+
+    results, series_list = [], []
+    for fault, horizon in zip(faults, horizons(faults, run_end), strict=True):
+        earlier_ends = [g.end for g in faults if g.start < fault.start]
+        if any(end > fault.start for end in earlier_ends):
+            baseline_from = fault.start  # an earlier fault is still active: no clean baseline
+        else:
+            baseline_from = max([fault.start - settings.baseline_s, 0.0, *earlier_ends])
+        baseline = stats(baseline_from, fault.start)
+        during = stats(fault.start, fault.end)
+        series = window_series(index, fault.start, horizon, settings)
+        moment, status = recovery_moment(series, settings.target)
+        impact_end = moment if moment is not None else horizon
+        impact = index.slice(fault.start, impact_end)
+        errors = int(impact.stop - impact.start - np.count_nonzero(ok[impact]))
+        baseline_error_rate = 1 - baseline["success_rate"] if baseline["requests"] else 0.0
+        expected = baseline_error_rate * (impact.stop - impact.start)
+        after = index.slice(fault.start, horizon)
+        failed_after = np.flatnonzero(~ok[after])
+        results.append(
+            {
+                "fault_id": fault.fault_id,
+                "name": fault.name,
+                "action": fault.action,
+                "target": fault.target,
+                "params": fault.params,
+                "start_s": fault.start,
+                "end_s": fault.end,
+                "ended": fault.ended,
+                "duration_s": fault.end - fault.start,
+                "horizon_s": horizon,
+                "baseline": _brief(baseline, baseline_from, fault.start),
+                "during": _brief(during, fault.start, fault.end),
+                "time_to_first_error_s": float(t[after.start + failed_after[0]] - fault.start)
+                if failed_after.size
+                else None,
+                "errors": errors,
+                "excess_errors": max(0, round(errors - expected)),
+                "recovery_status": status,
+                "recovered_at_s": moment,
+                "recovery_s": None if moment is None else moment - fault.start,
+                "recovery_after_end_s": None if moment is None else max(0.0, moment - fault.end),
+                "recovered_during_fault": None if moment is None else moment <= fault.end,
+            }
+        )
+        steps = _step_series(index, fault.start, baseline_from, horizon, settings.step_s)
+        series_list.append(FaultSeries(series, steps))
+    return results, series_list
+
+
+def _step_series(
+    index: RequestIndex, fault_start: float, from_s: float, to_s: float, step_s: float
+) -> WindowSeries:
+    """Success rate per `step_s` bin (not rolling), from `from_s` to `to_s`, a bin edge at the fault start."""
+    k = np.arange(-math.floor((fault_start - from_s) / step_s), math.ceil((to_s - fault_start) / step_s))
+    starts = fault_start + step_s * k
+    n, good = index.counts(starts, starts + step_s)
+    return WindowSeries(starts, n, np.where(n > 0, good / np.maximum(n, 1), np.nan))
+
+
+def _brief(stats: dict[str, Any], start: float, end: float) -> dict[str, Any]:
+    latency = stats["latency_ms"]
+    return {
+        "from_s": start,
+        "to_s": end,
+        "requests": stats["requests"],
+        "errors": stats["errors"],
+        "success_rate": stats["success_rate"],
+        "error_classes": stats["error_classes"],
+        "latency_ms": {k: latency[k] for k in ("p50", "p95", "p99")},
+    }

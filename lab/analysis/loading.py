@@ -1,0 +1,266 @@
+"""Load a run record for analysis: only the columns analysis needs, strings as categoricals, times as
+float seconds from the run's start, rows sorted by time.
+
+Bad input (not a run directory, an unreadable manifest or part, malformed SLOs) raises `RecordError`,
+whose message names the file and the field; the CLI turns it into exit code 2.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pydantic
+
+from lab.analysis.slo import SLOSpec
+from lab.record import MANIFEST, TABLES, iter_events
+
+REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
+HEAD_COLUMNS = ("ts", "subscriber", "subscription", "block_number", "block_hash", "block_timestamp")
+_CATEGORICAL = frozenset({"method", "transport", "error_class", "provider", "subscriber", "subscription"})
+
+
+class RecordError(Exception):
+    """The directory is not a readable run record."""
+
+
+@dataclass(frozen=True)
+class FaultWindow:
+    """One fault from faults.jsonl; times in seconds from the run start."""
+
+    fault_id: str
+    name: str
+    action: str
+    target: str
+    params: dict[str, Any]
+    start: float
+    end: float  # the end event, or the run's end when there is none
+    ended: bool  # False: no end event (the fault lasted until the run ended)
+
+
+@dataclass
+class RunData:
+    path: Path
+    manifest: dict[str, Any]
+    scenario_name: str
+    slos: SLOSpec
+    t0: float  # unix seconds of time 0 (the run's start)
+    duration: float  # seconds from t0 to the run's end
+    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts
+    heads: pd.DataFrame  # t, subscriber, subscription, block_number, block_hash, block_timestamp (unix s)
+    faults: list[FaultWindow]
+    gateway_events: list[dict[str, Any]] | None  # None: no gateway_events.jsonl in the record
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def run_id(self) -> str:
+        return str(self.manifest.get("run_id") or self.path.name)
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    manifest_path = path / MANIFEST
+    if not path.is_dir():
+        raise RecordError(f"{path}: not a directory")
+    if not manifest_path.exists():
+        raise RecordError(f"{path} is not a run directory: no {MANIFEST}")
+    try:
+        manifest = orjson.loads(manifest_path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"{manifest_path}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise RecordError(f"{manifest_path}: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
+
+
+def scenario_of(manifest: dict[str, Any], manifest_path: Path) -> tuple[str, SLOSpec]:
+    """The scenario's name (the run directory's name when absent) and its validated SLOs."""
+    scenario = manifest.get("scenario") or {}
+    if not isinstance(scenario, dict):
+        raise RecordError(f"{manifest_path}: field 'scenario' must be an object")
+    name = str(scenario.get("name") or manifest_path.parent.name)
+    try:
+        slos = SLOSpec.model_validate(scenario.get("slos") or {})
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(
+            f"scenario.slos.{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise RecordError(f"{manifest_path}: {problems}") from None
+    return name, slos
+
+
+def load_run(path: str | Path) -> RunData:
+    """Read a run directory for analysis."""
+    path = Path(path)
+    manifest = read_manifest(path)
+    name, slos = scenario_of(manifest, path / MANIFEST)
+    warnings: list[str] = []
+    requests_us, requests = _read_table(path, "requests", REQUEST_COLUMNS)
+    heads_us, heads = _read_table(path, "heads", HEAD_COLUMNS)
+    fault_events = _read_events(path, "faults")
+    gateway_events = (
+        _read_events(path, "gateway_events") if (path / "gateway_events.jsonl").exists() else None
+    )
+
+    started = _manifest_time(manifest, "started", path)
+    ended = _manifest_time(manifest, "ended", path)
+    observed = [
+        *(_edges_s(requests_us)),
+        *(_edges_s(heads_us)),
+        *(float(e["ts"]) for e in fault_events if _is_number(e.get("ts"))),
+    ]
+    if started is None:
+        started = min(observed) if observed else 0.0
+    if ended is None:
+        if observed:
+            warnings.append("the manifest has no end time (a killed run?): the run ends at its last record")
+        ended = max([*observed, started])
+    t0_us = round(started * 1_000_000)
+    requests["t"] = (requests_us - t0_us) / 1_000_000
+    heads["t"] = (heads_us - t0_us) / 1_000_000
+    duration = max(ended - started, 0.0)
+    faults = _fault_windows(fault_events, started, duration, warnings)
+    events = [_relative_event(e, started) for e in gateway_events] if gateway_events is not None else None
+    return RunData(
+        path=path,
+        manifest=manifest,
+        scenario_name=name,
+        slos=slos,
+        t0=started,
+        duration=duration,
+        requests=requests,
+        heads=heads,
+        faults=faults,
+        gateway_events=events,
+        warnings=warnings,
+    )
+
+
+def _read_table(path: Path, table: str, columns: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Microsecond timestamps and the other columns, both sorted by time."""
+    schema = TABLES[table]
+    files = sorted(str(p) for p in (path / table).glob("part-*.parquet"))
+    wanted = [c for c in columns if c != "ts"]
+    dictionary = [c for c in wanted if c in _CATEGORICAL]
+    read_schema = pa.schema(
+        [
+            pa.field(f.name, pa.dictionary(pa.int32(), pa.string())) if f.name in dictionary else f
+            for f in schema
+        ]
+    )
+    if files:
+        fmt = ds.ParquetFileFormat(read_options=ds.ParquetReadOptions(dictionary_columns=dictionary))
+        try:
+            arrow = ds.dataset(files, format=fmt, schema=read_schema).to_table(columns=["ts", *wanted])
+        except (pa.ArrowException, OSError) as exc:
+            raise RecordError(f"{path / table}: a part file cannot be read: {exc}") from None
+    else:
+        arrow = read_schema.empty_table().select(["ts", *wanted])
+    ts = arrow.column("ts").cast(pa.int64()).to_numpy()
+    frame = pd.DataFrame({c: _column(arrow.column(c), c) for c in wanted})
+    # Parts from several writers interleave in time; stable, so equal times keep their record order.
+    if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        frame = frame.take(order).reset_index(drop=True)
+    return ts, frame
+
+
+def _column(column: pa.ChunkedArray, name: str) -> Any:
+    if name in _CATEGORICAL:
+        return column.unify_dictionaries().to_pandas() if column.num_chunks else column.to_pandas()
+    if name == "ok":
+        return column.fill_null(False).to_numpy()  # an unrecorded outcome is not a success
+    if name == "attempts":
+        return column.cast(pa.float32()).to_numpy()  # null → NaN
+    return column.to_numpy()
+
+
+def _edges_s(ts_us: np.ndarray) -> Iterable[float]:
+    return (ts_us[0] / 1e6, ts_us[-1] / 1e6) if ts_us.size else ()
+
+
+def _read_events(path: Path, name: str) -> list[dict[str, Any]]:
+    try:
+        events = list(iter_events(path, name))
+    except ValueError as exc:
+        raise RecordError(str(exc)) from None
+    return [e for e in events if isinstance(e, dict)]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _manifest_time(manifest: dict[str, Any], key: str, path: Path) -> float | None:
+    """Unix seconds from a number or an ISO-8601 string (naive means UTC)."""
+    value = manifest.get(key)
+    if value is None:
+        return None
+    if _is_number(value):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    raise RecordError(
+        f"{path / MANIFEST}: field {key!r} must be unix seconds or an ISO-8601 time, got {value!r}"
+    )
+
+
+def _fault_windows(
+    events: list[dict[str, Any]], t0: float, duration: float, warnings: list[str]
+) -> list[FaultWindow]:
+    starts: dict[str, dict[str, Any]] = {}
+    ends: dict[str, float] = {}
+    for index, event in enumerate(events):
+        if not _is_number(event.get("ts")):
+            warnings.append(f"faults.jsonl: event {index + 1} has no numeric 'ts'; ignored")
+            continue
+        fault_id = str(event.get("fault_id") or f"{event.get('name', 'fault')}#{index}")
+        kind = event.get("event")
+        if kind == "start" and fault_id not in starts:
+            starts[fault_id] = event
+        elif kind == "end" and fault_id in starts and fault_id not in ends:
+            ends[fault_id] = float(event["ts"]) - t0
+        elif kind == "end" and fault_id not in starts:
+            warnings.append(f"faults.jsonl: end of fault {fault_id!r} without a start; ignored")
+    windows = []
+    for fault_id, event in starts.items():
+        start = float(event["ts"]) - t0
+        ended = fault_id in ends
+        params = event.get("params")
+        windows.append(
+            FaultWindow(
+                fault_id=fault_id,
+                name=str(event.get("name") or fault_id),
+                action=str(event.get("action") or ""),
+                target=str(event.get("target") or ""),
+                params=params if isinstance(params, dict) else {},
+                start=start,
+                end=max(ends[fault_id], start) if ended else max(duration, start),
+                ended=ended,
+            )
+        )
+        if not ended:
+            warnings.append(
+                f"fault {fault_id!r} ({windows[-1].name}) has no end event: it lasted until the run end"
+            )
+    return sorted(windows, key=lambda w: (w.start, w.fault_id))
+
+
+def _relative_event(event: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The event with "t": seconds from the run start (its own "ts", else the lab's "received_ts")."""
+    ts = event.get("ts") if _is_number(event.get("ts")) else event.get("received_ts")
+    return {**event, "t": float(ts) - t0 if _is_number(ts) else math.nan}

@@ -1,0 +1,283 @@
+"""Write a run's report into a directory: report.html, summary.json, summary.md, junit.xml."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lab.analysis import render as r
+from lab.analysis.junit import Case, write_junit
+from lab.analysis.plots import all_plots
+from lab.analysis.summary import Analysis
+
+REPORT_FILES = ("report.html", "summary.json", "summary.md", "junit.xml")
+
+
+def write_report(analysis: Analysis, out_dir: Path, *, html: bool = True) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in REPORT_FILES}
+    summary = analysis.summary
+    write_json(paths["summary.json"], summary)
+    paths["summary.md"].write_text(
+        summary_markdown(summary, paths["report.html"] if html else None), encoding="utf-8"
+    )
+    cases = [
+        Case(c["name"] + ": " + c["objective"], c["status"] == "pass", c["detail"], c["status"] == "no_data")
+        for c in summary["slo"]["checks"]
+    ]
+    write_junit(paths["junit.xml"], f"lab.slo.{summary['scenario']}", cases)
+    if html:
+        paths["report.html"].write_text(report_html(analysis), encoding="utf-8")
+    else:
+        del paths["report.html"]
+    return paths
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+# --- tables shared by HTML and Markdown ------------------------------------------------------------
+
+
+def slo_rows(summary: dict[str, Any]) -> list[list[r.Cell]]:
+    return [
+        [c["name"], c["objective"], (r.status_text(c["status"]), c["status"]), c["detail"]]
+        for c in summary["slo"]["checks"]
+    ]
+
+
+def overview_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    lat = s["latency_ms"]
+    errors = ", ".join(f"{k} {v:,}" for k, v in s["error_classes"].items()) or "none"
+    return [
+        ["requests", r.num(s["requests"])],
+        ["success rate", r.pct(s["success_rate"])],
+        ["errors", f"{s['errors']:,} ({errors})"],
+        ["throughput", "—" if s["throughput_rps"] is None else f"{s['throughput_rps']:.1f} req/s"],
+        ["latency p50 / p90 / p95 / p99", " / ".join(r.ms(lat[k]) for k in ("p50", "p90", "p95", "p99"))],
+        ["latency max (mean)", f"{r.ms(lat['max'])} ({r.ms(lat['mean'])})"],
+        ["duration", r.secs(s["duration_s"])],
+    ]
+
+
+def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    rows = []
+    for f in s["faults"]:
+        fo = f.get("failover") or {}
+        status = f["recovery_status"]
+        rows.append(
+            [
+                f["name"],
+                f"{f['action']} → {f['target']}",
+                f"{f['start_s']:.1f}–{f['end_s']:.1f} s" + ("" if f["ended"] else " (no end)"),
+                f"{r.pct(f['baseline']['success_rate'], 2)} / {r.ms(f['baseline']['latency_ms']['p95'])}",
+                f"{r.pct(f['during']['success_rate'], 2)} / {r.ms(f['during']['latency_ms']['p95'])}",
+                r.secs(f["time_to_first_error_s"]),
+                f"{f['errors']:,} ({f['excess_errors']:,} excess)",
+                (
+                    r.secs(f["recovery_s"]) if status == "recovered" else status.replace("_", " "),
+                    "" if status == "recovered" else "fail",
+                ),
+                r.secs(f["recovery_after_end_s"]),
+                r.secs(fo.get("drained_s")),
+                r.secs(fo.get("returned_s")),
+            ]
+        )
+    return rows
+
+
+FAULT_HEADERS = (
+    "fault", "action → target", "window", "baseline ok / p95", "during ok / p95", "first error",
+    "errors", "recovery", "after end", "drained", "returned",
+)  # fmt: skip
+
+
+def method_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    return [
+        [
+            m["method"],
+            r.num(m["requests"]),
+            r.pct(m["success_rate"]),
+            ", ".join(f"{k} {v:,}" for k, v in m["error_classes"].items()) or "—",
+            *(r.ms(m["latency_ms"][k]) for k in ("p50", "p90", "p95", "p99", "max")),
+            "—" if m["throughput_rps"] is None else f"{m['throughput_rps']:.1f}",
+        ]
+        for m in s["methods"]
+    ]
+
+
+METHOD_HEADERS = ("method", "requests", "success", "errors", "p50", "p90", "p95", "p99", "max", "req/s")
+
+
+def subscriber_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    return [
+        [
+            x["subscriber"],
+            r.num(x["heads"]),
+            f"{x['first_block']}–{x['last_block']}",
+            (r.num(x["missing"]), "fail" if x["missing"] else ""),
+            r.num(x["max_gap"]),
+            r.num(x["duplicates"]),
+            r.num(x["out_of_order"]),
+            r.num(x["reorgs"]),
+            r.secs(x["longest_silence_s"]),
+            r.secs(x["head_delay_s"]["p50"]),
+            r.secs(x["head_delay_s"]["p95"]),
+            r.num(x["behind_at_end"]),
+        ]
+        for x in s["subscription"]["per_subscriber"]
+    ]
+
+
+SUBSCRIBER_HEADERS = (
+    "subscriber", "heads", "blocks", "missing", "largest gap", "duplicates", "out of order", "reorgs",
+    "longest silence", "delay p50", "delay p95", "behind at end",
+)  # fmt: skip
+
+
+# --- HTML ------------------------------------------------------------------------------------------
+
+
+def report_html(analysis: Analysis) -> str:
+    s = analysis.summary
+    plots = all_plots(analysis)
+    passed = s["slo"]["passed"]
+    parts = [
+        f"<h1>{r.escape(s['scenario'])} <span class='verdict {'pass' if passed else 'fail'}'>"
+        f"{'PASS' if passed else 'FAIL'}</span></h1>",
+        f"<p class='meta'>run <code>{r.escape(s['run_id'])}</code> · started {r.escape(s['started'])} · "
+        f"{r.secs(s['duration_s'])} · {r.escape(s['run_dir'])}</p>",
+    ]
+    if s["warnings"]:
+        parts.append(
+            "<ul>" + "".join(f"<li class='no_data'>{r.escape(w)}</li>" for w in s["warnings"]) + "</ul>"
+        )
+    parts += ["<h2>SLO verdicts</h2>", r.html_table(("SLO", "objective", "verdict", "measured"), slo_rows(s))]
+    parts += ["<h2>Overview</h2>", r.html_table(("metric", "value"), overview_rows(s))]
+    if not s["requests"]:
+        parts.append("<p class='fail'>No requests were recorded in this run.</p>")
+    for name, title in (("latency", "Latency over time"), ("throughput", "Throughput and errors")):
+        if name in plots:
+            parts += [r.image(plots[name], title)]
+    parts.append("<h2>Faults</h2>")
+    if s["faults"]:
+        parts += [r.html_table(FAULT_HEADERS, fault_rows(s)), _plot(plots, "recovery", "Recovery per fault")]
+    else:
+        parts.append("<p>No faults were injected.</p>")
+    parts += ["<h2>Failover</h2>", _failover_html(s), _plot(plots, "providers", "Provider share over time")]
+    parts += ["<h2>Circuit breakers</h2>", _breakers_html(s)]
+    parts += ["<h2>Subscriptions</h2>", _subscriptions_html(s), _plot(plots, "heads", "Head delay")]
+    parts += ["<h2>Per method</h2>", r.html_table(METHOD_HEADERS, method_rows(s))]
+    parts += [
+        "<h2>Definitions</h2><ul class='defs'>",
+        *(f"<li><b>{r.escape(k)}</b>: {r.escape(v)}</li>" for k, v in s["definitions"].items()),
+        "</ul>",
+    ]
+    return r.page(f"{s['scenario']} — {s['run_id']}", "\n".join(parts))
+
+
+def _plot(plots: dict[str, str], name: str, title: str) -> str:
+    return r.image(plots[name], title) if name in plots else ""
+
+
+def _failover_html(s: dict[str, Any]) -> str:
+    providers = s["failover"]["providers"]
+    attempts = s["failover"]["attempts"]
+    rows = [
+        [
+            p["provider"],
+            r.num(p["requests"]),
+            r.pct(p["share"], 1),
+            r.pct(p["success_rate"]),
+            r.ms(p["latency_ms"]["p50"]),
+            r.ms(p["latency_ms"]["p95"]),
+        ]
+        for p in providers
+    ]
+    out = (
+        r.html_table(("provider", "requests", "share", "success", "p50", "p95"), rows)
+        if rows
+        else "<p>No serving provider was recorded.</p>"
+    )
+    if attempts["requests"]:
+        dist = ", ".join(f"{k}: {v:,}" for k, v in attempts["distribution"].items())
+        out += (
+            f"<p>Attempts per request: mean {attempts['mean']:.3f}, max {attempts['max']}, "
+            f"retried {r.pct(attempts['retried_share'], 2)} ({r.escape(dist)}).</p>"
+        )
+    return out
+
+
+def _breakers_html(s: dict[str, Any]) -> str:
+    b = s["breakers"]
+    if b["opens"] is None:
+        return "<p>No gateway events were recorded (no gateway_events.jsonl).</p>"
+    rows = [
+        [
+            x["provider"],
+            x["transport"],
+            x["opens"],
+            x["half_opens"],
+            x["closes"],
+            r.secs(x["time_open_s"]),
+            x["final_state"],
+        ]
+        for x in b["breakers"]
+    ]
+    types = ", ".join(f"{k}: {v}" for k, v in sorted(b["event_types"].items())) or "none"
+    table = (
+        r.html_table(("provider", "transport", "opens", "half-opens", "closes", "time open", "final"), rows)
+        if rows
+        else "<p>No breaker transitions.</p>"
+    )
+    return table + f"<p class='meta'>Gateway events by type: {r.escape(types)}</p>"
+
+
+def _subscriptions_html(s: dict[str, Any]) -> str:
+    sub = s["subscription"]
+    if not sub["heads"]:
+        return "<p>No newHeads notifications were recorded.</p>"
+    delay = sub["head_delay_s"]
+    out = (
+        f"<p>{sub['heads']:,} heads to {sub['subscribers']} subscribers: {sub['missing']:,} missing, "
+        f"largest gap {sub['max_gap']}, {sub['duplicates']:,} duplicates, "
+        f"{sub['out_of_order']:,} out of order; head delay p50 {r.secs(delay['p50'])}, "
+        f"p95 {r.secs(delay['p95'])}, max {r.secs(delay['max'])}.</p>"
+    )
+    out += r.html_table(SUBSCRIBER_HEADERS, subscriber_rows(s))
+    gaps = [(x["subscriber"], g) for x in sub["per_subscriber"] for g in x["gaps"]]
+    if gaps:
+        rows = [
+            [name, f"{g['from_block']}–{g['to_block']}", g["blocks"], r.secs(g["ended_at_s"])]
+            for name, g in gaps
+        ]
+        out += "<p>Gaps:</p>" + r.html_table(("subscriber", "missing blocks", "count", "ended at"), rows)
+    return out
+
+
+# --- Markdown (CI job summary) ---------------------------------------------------------------------
+
+
+def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
+    verdict = "PASS" if s["slo"]["passed"] else "FAIL"
+    lines = [
+        f"## {verdict}: {s['scenario']} (run `{s['run_id']}`)",
+        "",
+        r.markdown_table(("SLO", "objective", "verdict", "measured"), slo_rows(s)),
+        "",
+        r.markdown_table(("metric", "value"), overview_rows(s)),
+    ]
+    if s["faults"]:
+        lines += ["", "### Faults", "", r.markdown_table(FAULT_HEADERS, fault_rows(s))]
+    sub = s["subscription"]
+    if sub["heads"]:
+        lines += ["", "### Subscriptions", "", r.markdown_table(SUBSCRIBER_HEADERS, subscriber_rows(s))]
+    if s["warnings"]:
+        lines += ["", *(f"> {w}" for w in s["warnings"])]
+    if report_path is not None:
+        lines += ["", f"Full report: `{report_path}`"]
+    lines.append("")
+    return "\n".join(lines)

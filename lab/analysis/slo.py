@@ -1,0 +1,184 @@
+"""Service-level objectives of a scenario and their verdicts.
+
+A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `SLOSpec`. `evaluate`
+checks them against a run's summary (the dict written to summary.json). A check whose measurement is
+missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict: an objective
+that cannot be verified has not been met. Every run also gets the implicit check `traffic_recorded`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["pass", "fail", "no_data"]
+
+
+class SLOSpec(BaseModel):
+    """Objectives; every field optional (None: not checked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    success_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="minimum share of ok requests"
+    )
+    p95_ms: float | None = Field(default=None, gt=0.0, description="maximum p95 latency of ok requests")
+    p99_ms: float | None = Field(default=None, gt=0.0, description="maximum p99 latency of ok requests")
+    max_gap: int | None = Field(
+        default=None, ge=0, description="maximum run of consecutive missing blocks for any subscriber"
+    )
+    max_duplicates: int | None = Field(
+        default=None, ge=0, description="maximum duplicate heads for any subscriber"
+    )
+    recovery_s: float | None = Field(default=None, ge=0.0, description="maximum recovery time of every fault")
+    breaker_opens: int | None = Field(
+        default=None, ge=0, description="maximum breaker openings, all providers"
+    )
+
+
+@dataclass(frozen=True)
+class SLOCheck:
+    name: str
+    objective: str  # human-readable, e.g. "p95 ≤ 500 ms"
+    threshold: float | None
+    actual: float | None
+    status: Status
+    detail: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SLOResult:
+    checks: list[SLOCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+
+
+def evaluate(spec: SLOSpec, summary: dict[str, Any]) -> SLOResult:
+    """Check every objective set in `spec` against `summary` (see lab.analysis.summary)."""
+    traffic = summary["requests"] + summary["subscription"]["heads"]
+    checks = [
+        SLOCheck(
+            "traffic_recorded",
+            "the run recorded requests or heads",
+            None,
+            float(traffic),
+            "pass" if traffic > 0 else "fail",
+            f"{summary['requests']} requests, {summary['subscription']['heads']} heads"
+            if traffic
+            else "no requests and no heads were recorded: the load never ran or its record is lost",
+        )
+    ]
+    for name, builder in _CHECKS.items():
+        threshold = getattr(spec, name)
+        if threshold is not None:
+            checks.append(builder(float(threshold), summary))
+    return SLOResult(checks)
+
+
+def _at_most(
+    name: str, objective: str, threshold: float, actual: float | None, missing: str, unit: str = ""
+) -> SLOCheck:
+    if actual is None:
+        return SLOCheck(name, objective, threshold, None, "no_data", missing)
+    status: Status = "pass" if actual <= threshold else "fail"
+    return SLOCheck(
+        name, objective, threshold, actual, status, f"{_fmt(actual)}{unit} (limit {_fmt(threshold)}{unit})"
+    )
+
+
+def _success_rate(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    actual = s["success_rate"]
+    objective = f"success rate ≥ {threshold:.4%}"
+    if actual is None:
+        return SLOCheck("success_rate", objective, threshold, None, "no_data", "no requests recorded")
+    ok = s["requests"] - s["errors"]
+    status: Status = "pass" if actual >= threshold else "fail"
+    return SLOCheck(
+        "success_rate", objective, threshold, actual, status, f"{actual:.4%} ({ok} of {s['requests']} ok)"
+    )
+
+
+def _latency(quantile: str) -> Callable[[float, dict[str, Any]], SLOCheck]:
+    def check(threshold: float, s: dict[str, Any]) -> SLOCheck:
+        return _at_most(
+            f"{quantile}_ms",
+            f"{quantile} latency ≤ {_fmt(threshold)} ms",
+            threshold,
+            s["latency_ms"][quantile],
+            "no successful requests: latency unknown",
+            " ms",
+        )
+
+    return check
+
+
+def _max_gap(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    sub = s["subscription"]
+    actual = sub["max_gap"] if sub["heads"] else None
+    return _at_most(
+        "max_gap", f"largest head gap ≤ {int(threshold)} blocks", threshold, actual, "no heads recorded"
+    )
+
+
+def _max_duplicates(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    sub = s["subscription"]
+    actual = sub["max_duplicates_per_subscriber"] if sub["heads"] else None
+    objective = f"duplicate heads ≤ {int(threshold)} per subscriber"
+    return _at_most("max_duplicates", objective, threshold, actual, "no heads recorded")
+
+
+def _recovery(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    objective = f"every fault recovered within {_fmt(threshold)} s"
+    faults = s["faults"]
+    if not faults:
+        return SLOCheck("recovery_s", objective, threshold, 0.0, "pass", "no faults were injected")
+    unrecovered = [f["name"] for f in faults if f["recovery_s"] is None]
+    if unrecovered:
+        detail = f"never recovered before the next fault or the run end: {', '.join(unrecovered)}"
+        return SLOCheck("recovery_s", objective, threshold, None, "fail", detail)
+    worst = max(faults, key=lambda f: f["recovery_s"])
+    status: Status = "pass" if worst["recovery_s"] <= threshold else "fail"
+    detail = f"slowest: {worst['name']} {_fmt(worst['recovery_s'])} s (limit {_fmt(threshold)} s)"
+    return SLOCheck("recovery_s", objective, threshold, worst["recovery_s"], status, detail)
+
+
+def _breaker_opens(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    opens = s["breakers"]["opens"]
+    missing = "no gateway_events.jsonl in the record: breaker activity unknown"
+    return _at_most("breaker_opens", f"breaker openings ≤ {int(threshold)}", threshold, opens, missing)
+
+
+_CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
+    "success_rate": _success_rate,
+    "p95_ms": _latency("p95"),
+    "p99_ms": _latency("p99"),
+    "max_gap": _max_gap,
+    "max_duplicates": _max_duplicates,
+    "recovery_s": _recovery,
+    "breaker_opens": _breaker_opens,
+}
+
+
+def _fmt(value: float) -> str:
+    return (
+        f"{value:.0f}"
+        if float(value).is_integer()
+        else f"{value:.3g}"
+        if abs(value) < 100
+        else f"{value:.1f}"
+    )

@@ -1,0 +1,104 @@
+"""Analyse a loaded run: every figure of the report, the summary written to summary.json, the SLO verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from lab.analysis import failover
+from lab.analysis.breakers import analyse_breakers
+from lab.analysis.faults import FaultSeries, RecoverySettings, analyse_faults
+from lab.analysis.loading import RunData
+from lab.analysis.slo import SLOResult, evaluate
+from lab.analysis.subscriptions import analyse_subscriptions
+from lab.analysis.traffic import Timeline, per_method, request_stats, timeline
+
+SUMMARY_SCHEMA = "lab.summary/1"
+DEFAULT_RECOVERY_TARGET = 0.99
+
+
+@dataclass
+class Analysis:
+    run: RunData
+    settings: RecoverySettings
+    summary: dict[str, Any]
+    timeline: Timeline
+    recovery_series: list[FaultSeries]
+    slo: SLOResult
+
+
+def recovery_settings(
+    run: RunData, window_s: float = 10.0, step_s: float = 1.0, baseline_s: float = 30.0
+) -> RecoverySettings:
+    target = run.slos.success_rate if run.slos.success_rate is not None else DEFAULT_RECOVERY_TARGET
+    return RecoverySettings(target=target, window_s=window_s, step_s=step_s, baseline_s=baseline_s)
+
+
+def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
+    settings = settings or recovery_settings(run)
+    requests = run.requests
+    ok = requests["ok"].to_numpy()
+    overall = request_stats(ok, requests["latency_ms"].to_numpy(), requests["error_class"], run.duration)
+    faults, series = analyse_faults(requests, run.faults, run.duration, settings)
+    for fault_summary, fault in zip(faults, run.faults, strict=True):
+        fault_summary["failover"] = failover.fault_failover(
+            requests, fault, fault_summary["horizon_s"], fault_summary["baseline"]["from_s"], settings.step_s
+        )
+    providers = failover.provider_table(requests)
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "run_id": run.run_id,
+        "scenario": run.scenario_name,
+        "run_dir": str(run.path.resolve()),
+        "started": datetime.fromtimestamp(run.t0, UTC).isoformat(),
+        "duration_s": run.duration,
+        **overall,
+        "methods": per_method(requests, run.duration),
+        "faults": faults,
+        "providers": {p["provider"]: p["share"] for p in providers},
+        "failover": {
+            "providers": providers,
+            "attempts": failover.attempts_summary(requests["attempts"].to_numpy()),
+        },
+        "breakers": analyse_breakers(run.gateway_events, run.duration),
+        "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
+        "slos": run.slos.model_dump(exclude_none=True),
+        "definitions": definitions(settings),
+        "warnings": run.warnings,
+    }
+    slo = evaluate(run.slos, summary)
+    summary["slo"] = slo.to_dict()
+    return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo)
+
+
+def definitions(settings: RecoverySettings) -> dict[str, str]:
+    return {
+        "latency": "over successful requests only; quantiles by numpy 'linear' (Hyndman-Fan type 7), exact",
+        "success_rate": "ok requests / requests sent; a request with no recorded outcome counts as failed",
+        "recovery": settings.describe(),
+        "baseline": f"the {settings.baseline_s:g} s before a fault, cut at the end of any earlier fault",
+        "failover": (
+            f"drained: the target provider's share stays ≤ {failover.DRAINED_FRACTION:.0%} of its baseline "
+            f"share; returned: its share is back to {failover.RETURNED_FRACTION:.0%} of baseline "
+            f"({settings.step_s:g} s bins)"
+        ),
+        "max_gap": "the longest run of consecutive block numbers a subscriber never received",
+    }
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python, NaN to None: summary.json must be plain, valid JSON."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating | float):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
