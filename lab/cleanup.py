@@ -1,0 +1,239 @@
+"""Labels on everything the lab creates in Docker, and the sweep that removes what a run left behind.
+
+Ryuk (Testcontainers' reaper) cannot be pulled here, so labels are the only guard: every container and
+network of a lab carries `lab.managed=true` and `lab.run-id=<id>`, plus who owns it (pid and host) so
+that a sweep at the start of a test session removes only what a *crashed* run left, never a lab another
+live process (or `lab up`) is using. Nothing without the `lab.managed=true` label is ever touched.
+
+Also here: `TerminationGuard`, which turns SIGTERM into an exception in the main thread while a lab is
+up, so that `with Lab(...)` blocks tear down on SIGTERM as they do on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any
+
+MANAGED = "lab.managed"
+RUN_ID = "lab.run-id"
+ROLE = "lab.role"
+PROVIDER_ID = "lab.provider-id"
+OWNER_PID = "lab.owner-pid"
+OWNER_HOST = "lab.owner-host"
+# Set on a lab started by `lab up`: its starting process exits on purpose, so it is never an orphan.
+DETACHED = "lab.detached"
+
+
+def lab_labels(
+    run_id: str, *, role: str | None = None, detached: bool = False, **extra: str
+) -> dict[str, str]:
+    """The labels of one Docker resource of the lab `run_id`."""
+    labels = {
+        MANAGED: "true",
+        RUN_ID: run_id,
+        OWNER_PID: str(os.getpid()),
+        OWNER_HOST: socket.gethostname(),
+        DETACHED: "true" if detached else "false",
+    }
+    if role is not None:
+        labels[ROLE] = role
+    labels.update(extra)
+    return labels
+
+
+def label_filters(run_id: str | None = None) -> dict[str, list[str]]:
+    """Docker list filters selecting the labs' resources (one run, or all of them). Filters are ANDed.
+
+    A run id is required, not only `lab.managed=true`: the lab's images carry that label too, so every
+    container made from them inherits it (a `docker build` step, a docker-compose lab).
+    """
+    return {"label": [f"{MANAGED}=true", f"{RUN_ID}={run_id}" if run_id is not None else RUN_ID]}
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def is_orphan(
+    labels: Mapping[str, str],
+    *,
+    hostname: str | None = None,
+    alive: Callable[[int], bool] = pid_alive,
+) -> bool:
+    """Whether a lab resource was left by a process that no longer runs (a crashed or killed run).
+
+    Detached labs (`lab up`) and resources owned by another host are never orphans: only `lab down`
+    removes those.
+    """
+    if labels.get(MANAGED) != "true" or RUN_ID not in labels or labels.get(DETACHED) == "true":
+        return False
+    if labels.get(OWNER_HOST) != (hostname or socket.gethostname()):
+        return False
+    try:
+        pid = int(labels.get(OWNER_PID, ""))
+    except ValueError:
+        return False  # not made by a Lab of this version: not ours to judge
+    return not alive(pid)
+
+
+@dataclass
+class CleanupReport:
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def removed(self) -> int:
+        return len(self.containers) + len(self.networks) + len(self.volumes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "containers": self.containers,
+            "networks": self.networks,
+            "volumes": self.volumes,
+            "errors": self.errors,
+        }
+
+
+def _labels_of(resource: Any) -> Mapping[str, str]:
+    labels = getattr(resource, "labels", None)
+    if labels is None:  # networks and volumes keep them in attrs only
+        labels = (getattr(resource, "attrs", None) or {}).get("Labels")
+    return labels or {}
+
+
+def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool) -> list[Any]:
+    chosen = []
+    for resource in resources:
+        labels = _labels_of(resource)
+        # Checked again here, not only in the Docker filter: an unlabelled resource is never touched.
+        if labels.get(MANAGED) != "true" or RUN_ID not in labels:
+            continue
+        if run_id is not None and labels.get(RUN_ID) != run_id:
+            continue
+        if only_orphans and not is_orphan(labels):
+            continue
+        chosen.append(resource)
+    return chosen
+
+
+def remove_lab_resources(
+    client: Any, *, run_id: str | None = None, only_orphans: bool = False
+) -> CleanupReport:
+    """Remove the lab's containers (with their anonymous volumes), then networks, then labelled volumes.
+
+    `run_id` limits the sweep to one lab; `only_orphans` to resources whose owning process is gone
+    (what a test session runs at its start). Errors are collected, not raised: a sweep does all it can.
+    """
+    from docker.errors import NotFound
+
+    report = CleanupReport()
+    filters = label_filters(run_id)
+    for container in _selected(client.containers.list(all=True, filters=filters), run_id, only_orphans):
+        try:
+            container.remove(force=True, v=True)
+            report.containers.append(container.name)
+        except NotFound:
+            pass
+        except Exception as exc:
+            report.errors.append(f"container {container.name}: {exc}")
+    for network in _selected(client.networks.list(filters=filters), run_id, only_orphans):
+        try:
+            network.remove()
+            report.networks.append(network.name)
+        except NotFound:
+            pass
+        except Exception as exc:
+            report.errors.append(f"network {network.name}: {exc}")
+    for volume in _selected(client.volumes.list(filters=filters), run_id, only_orphans):
+        try:
+            volume.remove(force=True)
+            report.volumes.append(volume.name)
+        except NotFound:
+            pass
+        except Exception as exc:
+            report.errors.append(f"volume {volume.name}: {exc}")
+    return report
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived. A KeyboardInterrupt so that everything that tears down on Ctrl-C (context
+    managers, pytest's session teardown) does the same on SIGTERM."""
+
+
+class TerminationGuard:
+    """While entered (by any number of labs), SIGTERM raises `Terminated` in the main thread.
+
+    Outside the main thread it does nothing (Python delivers signals to the main thread only).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._previous: Any = None
+
+    def _raise(self, signum: int, frame: FrameType | None) -> None:
+        raise Terminated(f"received signal {signum}")
+
+    def __enter__(self) -> TerminationGuard:
+        if threading.current_thread() is not threading.main_thread():
+            return self
+        with self._lock:
+            if self._depth == 0:
+                self._previous = signal.signal(signal.SIGTERM, self._raise)
+            self._depth += 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0:
+                signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
+                self._previous = None
+
+    @staticmethod
+    @contextlib.contextmanager
+    def deferred() -> Iterator[None]:
+        """Hold off SIGINT/SIGTERM for the duration (a teardown); a second signal forces the interrupt.
+
+        The first signal that arrives is remembered and raised once the block has finished.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        pending: list[int] = []
+
+        def hold(signum: int, frame: FrameType | None) -> None:
+            if pending:
+                raise Terminated(f"received signal {signum} twice during teardown")
+            pending.append(signum)
+
+        previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if pending:
+            if pending[0] == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise Terminated(f"received signal {pending[0]}")
+
+
+termination_guard = TerminationGuard()

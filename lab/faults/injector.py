@@ -1,0 +1,311 @@
+"""The fault API of a running lab: one method per fault, each returning a recorded, liftable `Fault`.
+
+Targets are names: a provider id (`"p1"`), or for toxics also a proxy name (`"p1_http"`); process
+faults also take `"gateway"` and `"toxiproxy"`. A provider has one Toxiproxy proxy per transport, and
+toxic faults apply to `transport="both"` unless told otherwise.
+
+    fault = lab.faults.latency("p1", 200, jitter=20)   # responses from p1 delayed 200±20 ms
+    with lab.faults.cut("p2"):                          # p2 unreachable inside the block
+        ...
+    fault.lift()
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from lab.faults import process
+from lab.faults.control import ControlClient
+from lab.faults.journal import Fault, FaultJournal
+from lab.faults.process import ContainerTarget
+from lab.faults.proxies import ToxiproxyClient
+from lab.faults.toxics import (
+    TOXIC_TYPES,
+    Bandwidth,
+    Latency,
+    LimitData,
+    ResetPeer,
+    Slicer,
+    SlowClose,
+    Stream,
+    Timeout,
+    Toxic,
+)
+
+Transport = Literal["http", "ws", "both"]
+
+
+class UnknownTarget(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class FaultInjector:
+    """Binds the fault primitives to one lab's Toxiproxy, containers and control endpoints."""
+
+    def __init__(
+        self,
+        *,
+        toxiproxy: ToxiproxyClient,
+        proxies: Mapping[str, Mapping[str, str]],
+        containers: Mapping[str, ContainerTarget],
+        control: ControlClient,
+        control_urls: Mapping[str, str],
+        gateway_url: str,
+        chain: str,
+        memory_total: Callable[[], int],
+        journal: FaultJournal | None = None,
+    ) -> None:
+        self.toxiproxy = toxiproxy
+        self.control = control
+        self.journal = journal or FaultJournal()
+        self._proxies = proxies  # provider id -> {"http": proxy name, "ws": proxy name}
+        self._containers = containers
+        self._control_urls = control_urls
+        self._gateway_url = gateway_url
+        self._chain = chain
+        self._memory_total = memory_total
+
+    # --- targets -----------------------------------------------------------------------------------
+    def proxy_names(self, target: str, transport: Transport = "both") -> list[str]:
+        if target in self._proxies:
+            by_transport = self._proxies[target]
+            return list(by_transport.values()) if transport == "both" else [by_transport[transport]]
+        if any(target in names.values() for names in self._proxies.values()):
+            return [target]
+        raise UnknownTarget(f"no provider or proxy named {target!r} (providers: {sorted(self._proxies)})")
+
+    def _container(self, target: str) -> ContainerTarget:
+        try:
+            return self._containers[target]
+        except KeyError:
+            raise UnknownTarget(
+                f"no container named {target!r} (known: {sorted(self._containers)})"
+            ) from None
+
+    def _control_url(self, provider: str) -> str:
+        try:
+            return self._control_urls[provider]
+        except KeyError:
+            raise UnknownTarget(
+                f"no provider {provider!r} (providers: {sorted(self._control_urls)})"
+            ) from None
+
+    # --- toxics ------------------------------------------------------------------------------------
+    def toxic(
+        self, target: str, toxic: Toxic, *, transport: Transport = "both", name: str | None = None
+    ) -> Fault:
+        """Add any toxic to the target's proxies; lifting removes it."""
+        proxies = self.proxy_names(target, transport)
+        added: list[str] = []
+        try:
+            for proxy in proxies:
+                self.toxiproxy.add_toxic(proxy, toxic)
+                added.append(proxy)
+        except Exception:
+            for proxy in added:  # all or nothing
+                self.toxiproxy.remove_toxic(proxy, toxic.toxic_name)
+            raise
+
+        def remove() -> None:
+            for proxy in proxies:
+                self.toxiproxy.remove_toxic(proxy, toxic.toxic_name)
+
+        params = {**toxic.model_dump(exclude={"name"}), "toxic": toxic.toxic_name, "proxies": proxies}
+        return self.journal.record(toxic.type, target, params, remove, name=name)
+
+    def update_toxic(self, fault: Fault, **changes: Any) -> Fault:
+        """Change a toxic fault's attributes or toxicity in place: the old fault ends, a new one starts."""
+        if not fault.active:
+            raise ValueError(f"fault {fault.fault_id} has been lifted")
+        toxic = _toxic_of(fault)
+        updated = type(toxic).model_validate({**toxic.model_dump(), **changes, "name": toxic.toxic_name})
+        for proxy in fault.params["proxies"]:
+            self.toxiproxy.update_toxic(proxy, updated)
+        inverse, fault._inverse = fault._inverse, None  # the toxic stays: the new fault removes it
+        fault.lift()
+        params = {
+            **updated.model_dump(exclude={"name"}),
+            "toxic": updated.toxic_name,
+            "proxies": fault.params["proxies"],
+        }
+        return self.journal.record(updated.type, fault.target, params, inverse, name=fault.name)
+
+    def latency(
+        self,
+        target: str,
+        latency_ms: int,
+        *,
+        jitter_ms: int = 0,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = Latency(latency=latency_ms, jitter=jitter_ms, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def bandwidth(
+        self,
+        target: str,
+        rate_kbps: int,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = Bandwidth(rate=rate_kbps, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def slow_close(
+        self,
+        target: str,
+        delay_ms: int,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = SlowClose(delay=delay_ms, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def timeout(
+        self,
+        target: str,
+        timeout_ms: int = 0,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = Timeout(timeout=timeout_ms, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def reset_peer(
+        self,
+        target: str,
+        timeout_ms: int = 0,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = ResetPeer(timeout=timeout_ms, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def slicer(
+        self,
+        target: str,
+        average_size: int,
+        *,
+        size_variation: int = 0,
+        delay_us: int = 0,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = Slicer(
+            average_size=average_size,
+            size_variation=size_variation,
+            delay=delay_us,
+            stream=stream,
+            toxicity=toxicity,
+        )
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    def limit_data(
+        self,
+        target: str,
+        limit_bytes: int,
+        *,
+        stream: Stream = "downstream",
+        toxicity: float = 1.0,
+        transport: Transport = "both",
+        name: str | None = None,
+    ) -> Fault:
+        toxic = LimitData(bytes=limit_bytes, stream=stream, toxicity=toxicity)
+        return self.toxic(target, toxic, transport=transport, name=name)
+
+    # --- whole proxies -----------------------------------------------------------------------------
+    def cut(self, target: str, *, transport: Transport = "both", name: str | None = None) -> Fault:
+        """Disable the target's proxies: listeners closed, open connections dropped (a hard outage)."""
+        proxies = self.proxy_names(target, transport)
+        for proxy in proxies:
+            self.toxiproxy.set_enabled(proxy, False)
+
+        def restore() -> None:
+            for proxy in proxies:
+                self.toxiproxy.set_enabled(proxy, True)
+
+        return self.journal.record("cut", target, {"proxies": proxies}, restore, name=name)
+
+    # --- processes ---------------------------------------------------------------------------------
+    def kill(self, target: str, *, signal: str = "SIGKILL", name: str | None = None) -> Fault:
+        """Kill the container's main process; lifting starts the container again."""
+        inverse = process.kill(self._container(target), signal)
+        return self.journal.record("kill", target, {"signal": signal}, inverse, name=name)
+
+    def stop(self, target: str, *, timeout_s: int = 10, name: str | None = None) -> Fault:
+        inverse = process.stop(self._container(target), timeout_s)
+        return self.journal.record("stop", target, {"timeout_s": timeout_s}, inverse, name=name)
+
+    def pause(self, target: str, *, name: str | None = None) -> Fault:
+        inverse = process.pause(self._container(target))
+        return self.journal.record("pause", target, {}, inverse, name=name)
+
+    def restart(self, target: str, *, timeout_s: int = 10, name: str | None = None) -> Fault:
+        """Restart the container (an instant fault: it has ended when this returns)."""
+        process.restart(self._container(target), timeout_s)
+        return self.journal.record("restart", target, {"timeout_s": timeout_s}, None, name=name, instant=True)
+
+    def disconnect(self, target: str, *, name: str | None = None) -> Fault:
+        inverse = process.disconnect(self._container(target))
+        return self.journal.record("disconnect", target, {}, inverse, name=name)
+
+    def squeeze_memory(self, target: str, limit: int | str, *, name: str | None = None) -> Fault:
+        """Lower the container's memory limit (e.g. "64m"); lifting restores the earlier limit."""
+        inverse = process.squeeze_memory(self._container(target), limit, unlimited=self._memory_total())
+        return self.journal.record("squeeze_memory", target, {"limit": limit}, inverse, name=name)
+
+    # --- behaviour and breakers --------------------------------------------------------------------
+    def behavior(self, provider: str, behavior: dict[str, Any], *, name: str | None = None) -> Fault:
+        """Switch a mock provider's behaviour (e.g. `{"type": "always_fail"}`); lifting restores it."""
+        url = self._control_url(provider)
+        before = self.control.get_behavior(url)
+        self.control.set_behavior(url, behavior)
+        return self.journal.record(
+            "behavior",
+            provider,
+            {"behavior": behavior, "before": before},
+            lambda: self.control.set_behavior(url, before),
+            name=name,
+        )
+
+    def open_breaker(self, provider: str, *, name: str | None = None) -> Fault:
+        """Force the gateway's circuit breaker for the provider open; lifting resets it."""
+        self._control_url(provider)  # an unknown provider is an error here, not a 4xx from the gateway
+        self.control.open_breaker(self._gateway_url, self._chain, provider)
+        return self.journal.record(
+            "open_breaker",
+            provider,
+            {"chain": self._chain},
+            lambda: self.control.reset_breaker(self._gateway_url, self._chain, provider),
+            name=name,
+        )
+
+    def lift_all(self) -> list[str]:
+        return self.journal.lift_all()
+
+
+def _toxic_of(fault: Fault) -> Toxic:
+    cls = TOXIC_TYPES.get(fault.action)
+    if cls is None:
+        raise ValueError(f"fault {fault.fault_id} ({fault.action}) is not a toxic")
+    fields = {k: v for k, v in fault.params.items() if k in cls.model_fields}
+    return cls.model_validate({**fields, "name": fault.params["toxic"]})

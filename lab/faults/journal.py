@@ -1,0 +1,140 @@
+"""Faults as records: what was done to what, when, and how to undo it.
+
+Every fault call returns a `Fault`; `lift()` runs its inverse once. The `FaultJournal` keeps every fault
+of a lab and tells its listeners (the nemesis writing `faults.jsonl`, a test log) about each start and
+end, as the rows of the run record: `{"event", "fault_id", "name", "action", "target", "ts", "params"}`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+FaultEvent = dict[str, Any]
+Listener = Callable[[FaultEvent], None]
+
+
+@dataclass(eq=False)
+class Fault:
+    """One injected fault. `action` is what was done ("latency", "cut", "kill", ...), `target` what it
+    was done to (a proxy or container), `name` the caller's label for it (defaults to the action)."""
+
+    fault_id: str
+    name: str
+    action: str
+    target: str
+    params: dict[str, Any]
+    started_at: float
+    ended_at: float | None = None
+    _inverse: Callable[[], None] | None = field(default=None, repr=False)
+    _journal: FaultJournal | None = field(default=None, repr=False)
+    _clock: Callable[[], float] = field(default=time.time, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.ended_at is None
+
+    def lift(self) -> Fault:
+        """Undo the fault (once; later calls do nothing)."""
+        with self._lock:
+            if self.ended_at is not None:
+                return self
+            if self._inverse is not None:
+                self._inverse()
+            self.ended_at = self._clock()
+        if self._journal is not None:
+            self._journal.emit(self.event("end"))
+        return self
+
+    def event(self, kind: str) -> FaultEvent:
+        ts = self.started_at if kind == "start" else self.ended_at
+        return {
+            "event": kind,
+            "fault_id": self.fault_id,
+            "name": self.name,
+            "action": self.action,
+            "target": self.target,
+            "ts": ts,
+            "params": self.params,
+        }
+
+    def __enter__(self) -> Fault:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.lift()
+
+
+class FaultJournal:
+    """Every fault of one lab, in order, with listeners for start/end events."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Call `listener` with every start/end event from now on; returns the unsubscribe function."""
+        with self._lock:
+            self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def emit(self, event: FaultEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    def record(
+        self,
+        action: str,
+        target: str,
+        params: dict[str, Any],
+        inverse: Callable[[], None] | None,
+        *,
+        name: str | None = None,
+        instant: bool = False,
+    ) -> Fault:
+        """Record a fault that has just been applied. An `instant` one (a restart) ends at once."""
+        now = self._clock()
+        with self._lock:
+            fault = Fault(
+                fault_id=f"f{next(self._ids)}",
+                name=name or action,
+                action=action,
+                target=target,
+                params=params,
+                started_at=now,
+                _inverse=inverse,
+                _journal=self,
+                _clock=self._clock,
+            )
+            self._faults.append(fault)
+        self.emit(fault.event("start"))
+        if instant:
+            fault.ended_at = now
+            self.emit(fault.event("end"))
+        return fault
+
+    @property
+    def faults(self) -> list[Fault]:
+        with self._lock:
+            return list(self._faults)
+
+    def active(self) -> list[Fault]:
+        return [f for f in self.faults if f.active]
+
+    def lift_all(self) -> list[str]:
+        """Lift every active fault, newest first; return the errors (a lift that failed stays active)."""
+        errors = []
+        for fault in reversed(self.active()):
+            try:
+                fault.lift()
+            except Exception as exc:
+                errors.append(f"{fault.fault_id} {fault.action} {fault.target}: {type(exc).__name__}: {exc}")
+        return errors
