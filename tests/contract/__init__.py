@@ -1,0 +1,1 @@
+"""Contract tests for Toxiproxy's REST API and toxics, runnable against any Toxiproxy-compatible server."""
