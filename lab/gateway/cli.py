@@ -1,0 +1,88 @@
+"""`lab gateway`: run the reference gateway until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from lab.gateway.config import ConfigError, GatewayConfig, load
+
+log = logging.getLogger("lab.gateway")
+
+EXIT_BAD_INPUT = 2
+EXIT_LAB_FAILED = 3
+
+
+class BadConfig(click.ClickException):
+    exit_code = EXIT_BAD_INPUT
+
+
+class StartupFailed(click.ClickException):
+    exit_code = EXIT_LAB_FAILED
+
+
+@click.command("gateway")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, path_type=Path),
+    required=True,
+    envvar="LAB_GATEWAY_CONFIG",
+    help="A Lasso profile file, or a directory of them.",
+)
+@click.option("--host", default="0.0.0.0", show_default=True, envvar="LAB_GATEWAY_HOST")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=4000, show_default=True, envvar="LAB_GATEWAY_PORT"
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    envvar="LAB_GATEWAY_LOG_LEVEL",
+)
+def command(config_path: Path, host: str, port: int, log_level: str) -> None:
+    """Run the reference JSON-RPC gateway (Lasso RPC's API) on HOST:PORT."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load(config_path)
+    except ConfigError as exc:
+        raise BadConfig(str(exc)) from None
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:
+        runner = asyncio.Runner()
+    with runner:
+        runner.run(_serve_until_signalled(config, host, port))
+
+
+async def _serve_until_signalled(config: GatewayConfig, host: str, port: int) -> None:
+    from lab.gateway.app import create_app
+
+    app_runner = web.AppRunner(
+        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
+    )
+    await app_runner.setup()
+    try:
+        await web.TCPSite(app_runner, host, port, backlog=2048).start()
+    except OSError as exc:
+        await app_runner.cleanup()
+        raise StartupFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    chains = sorted(f"{p.slug}/{name}" for p in config.profiles.values() for name in p.chains)
+    log.info("gateway listening on http://%s:%d (profiles/chains: %s)", host, port, ", ".join(chains))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await app_runner.cleanup()
+        log.info("gateway stopped")

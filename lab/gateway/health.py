@@ -1,0 +1,220 @@
+"""Provider health the router reads: latency per (transport, method) and each provider's chain head.
+
+Heads come from polling `eth_blockNumber`, from served `eth_blockNumber` answers and from upstream
+`newHeads` notifications. Observations of different providers are taken at different instants, so each
+head is projected to a common instant with the block time (configured, else measured from the best
+head's progress) before comparing: a provider observed 300 ms ago at a 100 ms block time is assumed 3
+blocks further. A node that stops advancing shows its true lag at its next observation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+LATENCY_EWMA_ALPHA = 0.2
+
+# Methods whose answer depends on the node being at the chain's tip: lagging providers are avoided.
+HEAD_SENSITIVE_METHODS = frozenset(
+    {
+        "eth_blockNumber",
+        "eth_getBlockByNumber",
+        "eth_getBlockByHash",
+        "eth_getBlockReceipts",
+        "eth_getBlockTransactionCountByNumber",
+        "eth_getLogs",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_getBalance",
+        "eth_getCode",
+        "eth_getStorageAt",
+        "eth_getTransactionCount",
+        "eth_getTransactionByHash",
+        "eth_getTransactionReceipt",
+        "eth_gasPrice",
+        "eth_maxPriorityFeePerGas",
+        "eth_feeHistory",
+        "eth_subscribe",
+    }
+)
+
+
+class LatencyStats:
+    """Exponentially weighted moving average latency (seconds) of one provider."""
+
+    __slots__ = ("_by_method", "_overall")
+
+    def __init__(self) -> None:
+        self._by_method: dict[str, dict[str, float]] = {}
+        self._overall: dict[str, float] = {}
+
+    def record(self, transport: str, method: str, seconds: float) -> None:
+        methods = self._by_method.get(transport)
+        if methods is None:
+            methods = self._by_method[transport] = {}
+        previous = methods.get(method)
+        methods[method] = (
+            seconds if previous is None else previous + LATENCY_EWMA_ALPHA * (seconds - previous)
+        )
+        previous = self._overall.get(transport)
+        self._overall[transport] = (
+            seconds if previous is None else previous + LATENCY_EWMA_ALPHA * (seconds - previous)
+        )
+
+    def get(self, transport: str, method: str) -> float | None:
+        """The method's average, else the transport's average over all methods, else None."""
+        methods = self._by_method.get(transport)
+        if methods is not None:
+            value = methods.get(method)
+            if value is not None:
+                return value
+        return self._overall.get(transport)
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            transport: {
+                "overall_ms": round(self._overall[transport] * 1000, 3),
+                "methods_ms": {m: round(v * 1000, 3) for m, v in sorted(methods.items())},
+            }
+            for transport, methods in self._by_method.items()
+        }
+
+
+# on_lag_change(provider_id, lagging, lag_blocks, best_head)
+LagListener = Callable[[str, bool, int, int], None]
+
+
+class HeadTracker:
+    """The latest head each provider reported, the best head, and which providers lag behind it."""
+
+    def __init__(
+        self,
+        provider_ids: Iterable[str],
+        max_lag_blocks: int,
+        block_time_s: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        on_lag_change: LagListener | None = None,
+    ) -> None:
+        self._heads: dict[str, tuple[int, float]] = {}
+        self._provider_ids = tuple(provider_ids)
+        self._max_lag = max_lag_blocks
+        self._configured_block_time = block_time_s
+        self._clock = clock
+        self._listener = on_lag_change
+        self._first_best: tuple[int, float] | None = None
+        self._best: tuple[int, float] | None = None
+        self.lagging: frozenset[str] = frozenset()
+
+    def observe(self, provider_id: str, number: int) -> None:
+        now = self._clock()
+        self._heads[provider_id] = (number, now)
+        if self._best is None or number > self._best[0]:
+            self._best = (number, now)
+            self._first_best = self._first_best or self._best
+        self._reevaluate()
+
+    @property
+    def block_time_s(self) -> float | None:
+        """The configured block time, else the one seen so far (once the chain advanced 3 blocks)."""
+        if self._configured_block_time is not None:
+            return self._configured_block_time
+        if self._best is None or self._first_best is None or self._best[0] - self._first_best[0] < 3:
+            return None
+        return (self._best[1] - self._first_best[1]) / (self._best[0] - self._first_best[0])
+
+    def head(self, provider_id: str) -> int | None:
+        entry = self._heads.get(provider_id)
+        return None if entry is None else entry[0]
+
+    def best_head(self) -> int | None:
+        """The highest head any provider reported."""
+        return None if self._best is None else self._best[0]
+
+    def lag(self, provider_id: str) -> int | None:
+        return self._lags().get(provider_id)
+
+    def snapshot(self) -> dict[str, Any]:
+        lags = self._lags()
+        return {
+            pid: {"head": self._heads[pid][0], "lag": lags[pid], "lagging": pid in self.lagging}
+            for pid in self._provider_ids
+            if pid in self._heads
+        }
+
+    def _lags(self) -> dict[str, int]:
+        if not self._heads:
+            return {}
+        block_time, now = self.block_time_s, self._clock()
+        projected = {
+            pid: number + ((now - observed_at) / block_time if block_time else 0.0)
+            for pid, (number, observed_at) in self._heads.items()
+        }
+        best = max(projected.values())
+        return {pid: round(best - value) for pid, value in projected.items()}
+
+    def _reevaluate(self) -> None:
+        lags = self._lags()
+        lagging = frozenset(pid for pid, lag in lags.items() if lag > self._max_lag)
+        if lagging == self.lagging:
+            return
+        changed = lagging ^ self.lagging
+        self.lagging = lagging
+        if self._listener is None:
+            return
+        best = self.best_head() or 0
+        for pid in sorted(changed):
+            self._listener(pid, pid in lagging, lags[pid], best)
+
+
+class HeadPoller:
+    """Polls every provider's head at a fixed interval and reports each answer (a background task)."""
+
+    def __init__(
+        self,
+        observe: Callable[[str, int], None],
+        provider_ids: Iterable[str],
+        fetch_head: Callable[[str], Awaitable[int | None]],
+        interval_s: float,
+    ) -> None:
+        self._observe = observe
+        self._provider_ids = tuple(provider_ids)
+        self._fetch = fetch_head
+        self._interval = interval_s
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._task is None and self._provider_ids:
+            self._task = asyncio.create_task(self._run(), name="head-poller")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def poll_once(self) -> None:
+        results = await asyncio.gather(
+            *(self._fetch(pid) for pid in self._provider_ids), return_exceptions=True
+        )
+        for pid, result in zip(self._provider_ids, results, strict=True):
+            if isinstance(result, int):
+                self._observe(pid, result)
+            elif isinstance(result, BaseException):
+                log.debug("head poll of %s failed: %r", pid, result)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        while True:
+            await self.poll_once()
+            next_at += self._interval
+            # Poll on a fixed grid; after a stall, skip the missed ticks rather than bursting.
+            next_at = max(next_at, loop.time())
+            await asyncio.sleep(next_at - loop.time())

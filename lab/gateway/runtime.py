@@ -1,0 +1,265 @@
+"""The live state built from a configuration: profiles → chains → providers, with their breakers,
+latency and head tracking, and the resolved policy of each chain."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from yarl import URL
+
+from lab.gateway import events as ev
+from lab.gateway.breaker import BreakerState, CircuitBreaker
+from lab.gateway.config import (
+    BreakerSettings,
+    ChainConfig,
+    GatewayConfig,
+    GatewaySettings,
+    ProviderConfig,
+    Strategy,
+)
+from lab.gateway.health import HEAD_SENSITIVE_METHODS, HeadTracker, LatencyStats
+from lab.gateway.metrics import ChainMetrics, Metrics
+from lab.gateway.upstream import JSON_HEADERS
+
+TRANSPORTS = ("http", "ws")
+_DEFAULT_SILENCE_S = 35.0  # Lasso's new_heads_timeout_ms default, when the block time is unknown
+
+
+@dataclass(frozen=True, slots=True)
+class ChainPolicy:
+    """The gateway settings of a profile with the chain's own Lasso overrides applied."""
+
+    default_strategy: Strategy
+    breaker: BreakerSettings
+    retries: int
+    attempt_timeout_s: float
+    deadline_s: float
+    lag_check: bool
+    max_lag_blocks: int
+    head_poll_interval_s: float
+    block_time_s: float | None
+    gap_filling: bool
+    max_backfill_blocks: int
+    backfill_timeout_s: float
+    silence_timeout_s: float
+    max_body_bytes: int
+    max_batch_size: int
+
+    @classmethod
+    def resolve(cls, settings: GatewaySettings, chain: ChainConfig) -> ChainPolicy:
+        block_time_s = chain.block_time_ms / 1000 if chain.block_time_ms else None
+        if chain.websocket.new_heads_timeout_ms is not None:
+            silence = chain.websocket.new_heads_timeout_ms / 1000
+        elif settings.silence_timeout_s is not None:
+            silence = settings.silence_timeout_s
+        else:
+            silence = 3 * block_time_s if block_time_s else _DEFAULT_SILENCE_S
+        failover = chain.websocket.failover
+        return cls(
+            default_strategy=settings.default_strategy,
+            breaker=settings.breaker,
+            retries=settings.retries,
+            attempt_timeout_s=settings.attempt_timeout_s,
+            deadline_s=settings.deadline_s,
+            lag_check=settings.lag_check,
+            max_lag_blocks=_first(chain.selection.max_lag_blocks, settings.max_lag_blocks),
+            head_poll_interval_s=(
+                chain.monitoring.probe_interval_ms / 1000
+                if chain.monitoring.probe_interval_ms
+                else settings.head_poll_interval_s
+            ),
+            block_time_s=block_time_s,
+            gap_filling=settings.gap_filling,
+            max_backfill_blocks=_first(failover.max_backfill_blocks, settings.max_backfill_blocks),
+            backfill_timeout_s=(
+                failover.backfill_timeout_ms / 1000 if failover.backfill_timeout_ms else settings.deadline_s
+            ),
+            silence_timeout_s=silence,
+            max_body_bytes=settings.max_body_bytes,
+            max_batch_size=settings.max_batch_size,
+        )
+
+
+def _first(override: int | None, default: int) -> int:
+    return default if override is None else override
+
+
+class ProviderRuntime:
+    """One provider of one chain: where it is, its breakers per transport and its measured latency."""
+
+    __slots__ = (
+        "breakers",
+        "http_headers",
+        "http_target",
+        "id",
+        "latency",
+        "priority",
+        "url",
+        "weight",
+        "ws_headers",
+        "ws_url",
+    )
+
+    def __init__(self, config: ProviderConfig, breakers: dict[str, CircuitBreaker]) -> None:
+        self.id = config.id
+        self.url = config.url
+        self.http_target = URL(config.url) if config.url else None  # parsed once, not per request
+        self.ws_url = config.ws_url
+        self.priority = config.priority
+        self.weight = config.weight
+        self.http_headers = {**JSON_HEADERS, **config.headers}
+        self.ws_headers = dict(config.headers)
+        self.breakers = breakers
+        self.latency = LatencyStats()
+
+    @property
+    def http_breaker(self) -> CircuitBreaker:
+        return self.breakers["http"]
+
+    @property
+    def ws_breaker(self) -> CircuitBreaker:
+        return self.breakers["ws"]
+
+
+class ChainRuntime:
+    """One chain of one profile."""
+
+    def __init__(
+        self,
+        profile: str,
+        name: str,
+        config: ChainConfig,
+        policy: ChainPolicy,
+        events: ev.EventBus,
+        metrics: Metrics,
+    ) -> None:
+        self.profile = profile
+        self.name = name
+        self.chain_id = config.chain_id
+        self.policy = policy
+        self.events = events
+        self.metrics = ChainMetrics(metrics, profile, name)
+        self.providers = tuple(
+            ProviderRuntime(p, {t: self._breaker(p.id, t) for t in TRANSPORTS}) for p in config.providers
+        )
+        self.by_id = {p.id: p for p in self.providers}
+        self.http_providers = tuple(p for p in self.providers if p.url)
+        self.ws_providers = tuple(p for p in self.providers if p.ws_url)
+        self.heads = HeadTracker(
+            (p.id for p in self.providers),
+            max_lag_blocks=policy.max_lag_blocks,
+            block_time_s=policy.block_time_s,
+            on_lag_change=self._on_lag_change if policy.lag_check else None,
+        )
+
+    def observe_head(self, provider_id: str, number: int) -> None:
+        self.heads.observe(provider_id, number)
+        self.metrics.head(provider_id, number)
+
+    def healthy_order(
+        self, ranked: list[ProviderRuntime], transport: str, method: str
+    ) -> list[ProviderRuntime]:
+        """Lagging providers dropped for head-sensitive methods (unless that leaves none), then by breaker:
+        closed, half-open, open (an open breaker refuses the attempt; it is listed so the error can
+        name it)."""
+        lagging = self.heads.lagging
+        if lagging and self.policy.lag_check and method in HEAD_SENSITIVE_METHODS:
+            fresh = [p for p in ranked if p.id not in lagging]
+            if fresh:
+                ranked = fresh
+        closed: list[ProviderRuntime] = []
+        others: list[ProviderRuntime] = []
+        for provider in ranked:
+            (closed if provider.breakers[transport].state is BreakerState.CLOSED else others).append(provider)
+        if others:
+            others.sort(key=lambda p: p.breakers[transport].state is BreakerState.OPEN)  # half-open first
+            closed += others
+        return closed
+
+    def _breaker(self, provider_id: str, transport: str) -> CircuitBreaker:
+        self.metrics.breaker(provider_id, transport, BreakerState.CLOSED.value, transition=False)
+
+        def on_transition(before: BreakerState, after: BreakerState, reason: str) -> None:
+            self.metrics.breaker(provider_id, transport, after.value)
+            self.events.publish(
+                ev.BREAKER,
+                profile=self.profile,
+                chain=self.name,
+                provider=provider_id,
+                transport=transport,
+                **{"from": before.value, "to": after.value},
+                reason=reason,
+            )
+
+        return CircuitBreaker(self.policy.breaker, on_transition=on_transition)
+
+    def _on_lag_change(self, provider_id: str, lagging: bool, lag: int, best_head: int) -> None:
+        self.metrics.lagging(provider_id, lagging)
+        self.events.publish(
+            ev.PROVIDER_LAG_EXCLUDED if lagging else ev.PROVIDER_LAG_INCLUDED,
+            profile=self.profile,
+            chain=self.name,
+            provider=provider_id,
+            lag=lag,
+            best_head=best_head,
+        )
+
+
+class ProfileRuntime:
+    def __init__(self, slug: str, name: str, chains: dict[str, ChainRuntime]) -> None:
+        self.slug = slug
+        self.name = name
+        self.chains = chains
+        self.chains_by_id = {c.chain_id: c for c in chains.values()}
+
+    def find_chain(self, name_or_id: str) -> ChainRuntime | None:
+        chain = self.chains.get(name_or_id)
+        if chain is None and name_or_id.isdigit():
+            chain = self.chains_by_id.get(int(name_or_id))
+        return chain
+
+
+class Registry:
+    """Every profile, chain and provider of a running gateway."""
+
+    def __init__(self, config: GatewayConfig, events: ev.EventBus, metrics: Metrics) -> None:
+        self.profiles = {
+            slug: ProfileRuntime(
+                slug,
+                profile.name,
+                {
+                    name: ChainRuntime(
+                        slug, name, chain, ChainPolicy.resolve(profile.gateway, chain), events, metrics
+                    )
+                    for name, chain in profile.chains.items()
+                },
+            )
+            for slug, profile in config.profiles.items()
+        }
+        self.default_profile = config.default_profile
+        self.rng = random.Random()
+
+    def chains(self) -> Iterator[ChainRuntime]:
+        for profile in self.profiles.values():
+            yield from profile.chains.values()
+
+    def breakers(self) -> Iterator[tuple[ChainRuntime, ProviderRuntime, str, CircuitBreaker]]:
+        for chain in self.chains():
+            for provider in chain.providers:
+                for transport, breaker in provider.breakers.items():
+                    yield chain, provider, transport, breaker
+
+    def breaker_snapshot(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "profile": chain.profile,
+                "chain": chain.name,
+                "provider": provider.id,
+                "transport": transport,
+                **breaker.snapshot(),
+            }
+            for chain, provider, transport, breaker in self.breakers()
+        ]

@@ -1,0 +1,97 @@
+"""Head tracking (lag detection, projection by block time) and latency averages, on a simulated clock."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from lab.gateway.health import LATENCY_EWMA_ALPHA, HeadPoller, HeadTracker, LatencyStats
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def tracker(clock: Clock, block_time_s: float | None = 1.0, max_lag: int = 2) -> tuple[HeadTracker, list]:
+    changes: list[tuple[str, bool, int, int]] = []
+    heads = HeadTracker(
+        ["a", "b", "c"],
+        max_lag_blocks=max_lag,
+        block_time_s=block_time_s,
+        clock=clock,
+        on_lag_change=lambda *change: changes.append(change),
+    )
+    return heads, changes
+
+
+def test_a_provider_behind_by_more_than_the_limit_is_lagging_until_it_catches_up() -> None:
+    clock = Clock()
+    heads, changes = tracker(clock)
+    heads.observe("a", 100)
+    heads.observe("b", 98)
+    assert heads.lagging == frozenset() and heads.lag("b") == 2  # at the limit, not beyond
+    heads.observe("c", 97)
+    assert heads.lagging == {"c"}
+    assert changes == [("c", True, 3, 100)]
+    heads.observe("c", 99)
+    assert heads.lagging == frozenset()
+    assert changes[-1] == ("c", False, 1, 100)
+    assert heads.best_head() == 100 and heads.head("c") == 99
+
+
+def test_heads_observed_at_different_instants_are_compared_at_the_same_instant() -> None:
+    clock = Clock()
+    heads, changes = tracker(clock, block_time_s=0.1)
+    heads.observe("a", 100)
+    clock.now += 0.5  # five blocks later, "b" reports the head of that moment: in step with "a"
+    heads.observe("b", 105)
+    assert heads.lagging == frozenset() and heads.lag("a") == 0 and heads.lag("b") == 0
+    clock.now += 0.5  # "a" is polled again and has not moved: a stalled node
+    heads.observe("a", 100)
+    assert heads.lagging == {"a"} and heads.lag("a") == 10
+    assert changes == [("a", True, 10, 105)]
+
+
+def test_without_a_configured_block_time_it_is_measured_from_the_best_head() -> None:
+    clock = Clock()
+    heads, _ = tracker(clock, block_time_s=None)
+    for number in range(10, 14):
+        heads.observe("a", number)
+        clock.now += 0.25
+    assert heads.block_time_s == pytest.approx(0.25)
+    heads.observe("b", 14)  # fresh; "a" (13, observed 0.25 s ago) is projected to 14
+    assert heads.lag("a") == 0
+
+
+def test_a_provider_never_observed_is_not_lagging() -> None:
+    heads, _ = tracker(Clock())
+    heads.observe("a", 1000)
+    assert heads.lag("b") is None and "b" not in heads.lagging
+
+
+def test_poller_reports_each_answer_and_skips_failures() -> None:
+    observed: list[tuple[str, int]] = []
+
+    async def fetch(provider_id: str) -> int | None:
+        if provider_id == "b":
+            raise ConnectionError("down")
+        return None if provider_id == "c" else 42
+
+    poller = HeadPoller(lambda pid, n: observed.append((pid, n)), ["a", "b", "c"], fetch, interval_s=1.0)
+    asyncio.run(poller.poll_once())
+    assert observed == [("a", 42)]
+
+
+def test_latency_is_an_ewma_per_method_with_a_per_transport_fallback() -> None:
+    stats = LatencyStats()
+    stats.record("http", "eth_call", 0.010)
+    stats.record("http", "eth_call", 0.020)
+    expected = 0.010 + LATENCY_EWMA_ALPHA * (0.020 - 0.010)
+    assert stats.get("http", "eth_call") == pytest.approx(expected)
+    assert stats.get("http", "eth_getLogs") == pytest.approx(expected)  # the transport's average
+    assert stats.get("ws", "eth_call") is None

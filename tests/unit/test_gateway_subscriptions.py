@@ -1,0 +1,152 @@
+"""WebSocket subscriptions through an in-process gateway in front of in-process mock providers:
+multiplexing, unsubscribing, ordering of the subscription id before notifications, bad params."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+import yaml
+
+from lab.eventually import async_wait_for_value
+from lab.gateway.launch import GatewayEndpoint, running_gateway
+from lab.provider.launch import ProviderEndpoint, running_provider
+
+BLOCK_TIME_S = 0.05
+
+
+@asynccontextmanager
+async def lab(tmp_path: Path) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, ProviderEndpoint]]]:
+    genesis = time.time() - 100
+    async with AsyncExitStack() as stack:
+        providers = {
+            pid: await stack.enter_async_context(
+                running_provider(pid, block_time=BLOCK_TIME_S, genesis_time=genesis)
+            )
+            for pid in ("p1", "p2")
+        }
+        chain = {
+            "chain_id": 1,
+            "block_time_ms": int(BLOCK_TIME_S * 1000),
+            "providers": [
+                {"id": pid, "url": p.url, "ws_url": p.ws_url, "priority": i}
+                for i, (pid, p) in enumerate(providers.items())
+            ],
+        }
+        body = {"chains": {"ethereum": chain}, "gateway": {"default_strategy": "priority"}}
+        path = tmp_path / "public.yml"
+        path.write_text("---\nname: T\nslug: public\n---\n" + yaml.safe_dump(body))
+        yield await stack.enter_async_context(running_gateway(path)), providers
+
+
+def run(scenario: Any) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+async def subscribe(ws: aiohttp.ClientWebSocketResponse, params: list[Any], id_: int = 1) -> dict[str, Any]:
+    await ws.send_str(
+        orjson.dumps({"jsonrpc": "2.0", "id": id_, "method": "eth_subscribe", "params": params}).decode()
+    )
+    return await ws.receive_json()
+
+
+async def next_head(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, int]:
+    message = await ws.receive_json()
+    assert message["method"] == "eth_subscription"
+    return message["params"]["subscription"], int(message["params"]["result"]["number"], 16)
+
+
+async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
+    async with session.get(url) as response:
+        return await response.json()
+
+
+def test_clients_with_the_same_subscription_share_one_upstream_subscription(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with lab(tmp_path) as (gw, providers), aiohttp.ClientSession() as session:
+            async with (
+                session.ws_connect(gw.ws_url("ethereum")) as first,
+                session.ws_connect(gw.ws_url("ethereum")) as second,
+            ):
+                # Each answer comes before any notification for its id.
+                first_id = (await subscribe(first, ["newHeads"]))["result"]
+                second_id = (await subscribe(second, ["newHeads"], id_=2))["result"]
+                assert first_id != second_id
+                assert (await next_head(first))[0] == first_id
+                assert (await next_head(second))[0] == second_id
+                groups = (await get_json(session, gw.url + "/admin/subscriptions"))["subscriptions"]
+                assert [(g["kind"], g["provider"], g["subscribers"]) for g in groups] == [
+                    ("newHeads", "p1", 2)
+                ]
+                stats = await get_json(session, providers["p1"].control_url + "stats")
+                assert (stats["ws"]["connections"], stats["ws"]["subscriptions"]) == (1, 1)
+
+                await unsubscribe(first, first_id, expect=True)
+                await unsubscribe(first, first_id, expect=False)  # no longer there
+                await unsubscribe(first, second_id, expect=False)  # another client's
+                groups = (await get_json(session, gw.url + "/admin/subscriptions"))["subscriptions"]
+                assert [g["subscribers"] for g in groups] == [1]
+
+            async def groups_left() -> list[Any]:
+                return (await get_json(session, gw.url + "/admin/subscriptions"))["subscriptions"]
+
+            # The last client left: the upstream subscription and connection go too.
+            await async_wait_for_value(groups_left, lambda g: g == [], timeout=5, message="no groups")
+
+            async def upstream_subscriptions() -> int:
+                return (await get_json(session, providers["p1"].control_url + "stats"))["ws"]["subscriptions"]
+
+            await async_wait_for_value(
+                upstream_subscriptions, lambda n: n == 0, timeout=5, message="unsubscribed"
+            )
+
+    run(scenario)
+
+
+async def unsubscribe(ws: aiohttp.ClientWebSocketResponse, subscription_id: str, expect: bool) -> None:
+    await ws.send_str(
+        orjson.dumps(
+            {"jsonrpc": "2.0", "id": 9, "method": "eth_unsubscribe", "params": [subscription_id]}
+        ).decode()
+    )
+    while (reply := await ws.receive_json()).get("id") != 9:
+        pass  # notifications still in flight
+    assert reply["result"] is expect
+
+
+@pytest.mark.parametrize(
+    "params",
+    [["newPendingTransactions"], ["newHeads", {"x": 1}], ["logs", {"fromBlock": "0x1"}], [], ["logs", {}, 1]],
+)
+def test_bad_subscription_params_are_invalid_params(tmp_path: Path, params: Any) -> None:
+    async def scenario() -> None:
+        async with (
+            lab(tmp_path) as (gw, _),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url("ethereum")) as ws,
+        ):
+            assert (await subscribe(ws, params))["error"]["code"] == -32602
+
+    run(scenario)
+
+
+def test_a_provider_override_subscription_stays_on_its_provider(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with (
+            lab(tmp_path) as (gw, _),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url("ethereum", provider="p2")) as ws,
+        ):
+            assert "result" in await subscribe(ws, ["newHeads"])
+            await next_head(ws)
+            groups = (await get_json(session, gw.url + "/admin/subscriptions"))["subscriptions"]
+            assert [(g["override"], g["provider"]) for g in groups] == [("p2", "p2")]
+
+    run(scenario)
