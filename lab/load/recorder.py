@@ -1,0 +1,119 @@
+"""Writes what Locust sees into the run record: every request (a row per batch entry) into `requests`,
+every subscription notification into `heads`, from Locust's `events.request` hook.
+
+The lab's users put what the record needs into the event's `context`:
+    {"transport": "http"|"batch"|"ws", "entries": [{"method", "ok", "error_class", "rpc_code"}, ...],
+     "http_status", "provider", "attempts", "batch_id"}      -> rows of `requests`
+    {"head": {...HEADS columns...}}                           -> a row of `heads`
+A request without such a context (another locustfile's user) is still recorded, from Locust's own
+arguments. This module does not import Locust: `install(events)` takes its events object.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+from lab.record import TableWriter
+
+
+def worker_id() -> str:
+    """Names this process's part files: host and pid (Locust's --processes forks share a host)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Recorder:
+    """Appends rows for one process; writers are created lazily so a forked worker gets its own."""
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, flush_interval: float = 1.0) -> None:
+        self.run_dir = Path(run_dir)
+        self.flush_interval = flush_interval
+        self._writers: dict[str, TableWriter] = {}
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+
+    def _writer(self, table: str) -> TableWriter:
+        if os.getpid() != self._pid:  # forked: the parent's buffers and flush thread are not ours
+            self._writers, self._pid = {}, os.getpid()
+        writer = self._writers.get(table)
+        if writer is None:
+            with self._lock:
+                writer = self._writers.get(table)
+                if writer is None:
+                    writer = TableWriter(
+                        self.run_dir, table, writer_id=worker_id(), flush_interval=self.flush_interval
+                    )
+                    self._writers[table] = writer
+        return writer
+
+    def on_request(
+        self,
+        request_type: str,
+        name: str,
+        response_time: float | None,
+        response_length: int | None = None,
+        exception: BaseException | None = None,
+        context: dict[str, Any] | None = None,
+        start_time: float | None = None,
+        **_: Any,
+    ) -> None:
+        """Locust's `events.request` listener."""
+        ctx = context or {}
+        if ctx.get("record") is False:
+            return
+        head = ctx.get("head")
+        if head is not None:
+            self._writer("heads").append({**head, "worker": worker_id()})
+            return
+        writer = self._writer("requests")
+        entries = ctx.get("entries") or [
+            {
+                "method": ctx.get("method", name),
+                "ok": exception is None,
+                "error_class": None if exception is None else ctx.get("error_class", "other"),
+                "rpc_code": ctx.get("rpc_code"),
+            }
+        ]
+        common = {
+            "ts": start_time,
+            "transport": ctx.get("transport", "http"),
+            "latency_ms": response_time,
+            "http_status": ctx.get("http_status"),
+            "provider": ctx.get("provider"),
+            "attempts": ctx.get("attempts"),
+            "batch_id": ctx.get("batch_id"),
+            "batch_size": len(entries) if ctx.get("batch_id") else None,
+            "worker": worker_id(),
+        }
+        for entry in entries:
+            writer.append({**common, **entry})
+
+    def flush(self) -> None:
+        for writer in list(self._writers.values()):
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in list(self._writers.values()):
+            writer.close()
+        self._writers = {}
+
+
+_installed: Recorder | None = None
+
+
+def install(events: Any, run_dir: str | os.PathLike[str] | None) -> Recorder | None:
+    """Record this Locust process's requests into `run_dir` (once per process, whatever the number of
+    locustfiles calling it). Returns the recorder, or None when there is no run directory."""
+    global _installed
+    if run_dir is None:
+        return None
+    if _installed is None:
+        _installed = Recorder(run_dir)
+        events.request.add_listener(_installed.on_request)
+        events.quitting.add_listener(lambda **_: _installed.close() if _installed else None)
+        atexit.register(_installed.close)
+    return _installed

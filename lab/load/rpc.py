@@ -1,0 +1,289 @@
+"""The JSON-RPC traffic itself, without Locust: a weighted method mix with realistic parameters, what
+the client has learned of the chain, and how an answer is classified for the run record.
+
+Parameters follow the chain: the client learns block numbers, block and transaction hashes and
+addresses from the answers it gets, so receipts are asked for real transactions and logs for recent
+ranges, as a dapp or an indexer would.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import itertools
+import random
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from lab.jsonrpc import LIMIT_EXCEEDED
+from lab.provider.chain import CONTRACT_ADDRESSES  # the mock chain's log-emitting contracts
+
+BALANCE_OF = "0x70a08231"  # ERC-20 balanceOf(address)
+
+
+class MethodMix:
+    """Draws methods with the given relative weights."""
+
+    def __init__(self, weights: Mapping[str, float]) -> None:
+        if not weights or any(w <= 0 for w in weights.values()):
+            raise ValueError("a method mix needs at least one method, every weight positive")
+        self.methods = list(weights)
+        self._cumulative = list(itertools.accumulate(weights.values()))
+
+    def choose(self, rng: random.Random) -> str:
+        return self.methods[bisect.bisect_right(self._cumulative, rng.random() * self._cumulative[-1])]
+
+
+class ChainKnowledge:
+    """What a client has seen of the chain, to ask about things that exist."""
+
+    def __init__(self, contracts: Sequence[str] | None = None) -> None:
+        self.head: int | None = None
+        self.contracts: list[str] = list(contracts or CONTRACT_ADDRESSES)
+        self.block_hashes: deque[str] = deque(maxlen=64)
+        self.tx_hashes: deque[str] = deque(maxlen=256)
+        self.addresses: deque[str] = deque(self.contracts, maxlen=256)
+
+    def learn(self, method: str, result: Any) -> None:
+        """Take what an answer tells about the chain (heads, hashes, addresses)."""
+        if method == "eth_blockNumber" and isinstance(result, str):
+            self._head(result)
+        elif method in ("eth_getBlockByNumber", "eth_getBlockByHash") and isinstance(result, dict):
+            self._head(result.get("number"))
+            if isinstance(result.get("hash"), str):
+                self.block_hashes.append(result["hash"])
+            for tx in result.get("transactions") or ():
+                if isinstance(tx, str):
+                    self.tx_hashes.append(tx)
+                elif isinstance(tx, dict) and isinstance(tx.get("hash"), str):
+                    self.tx_hashes.append(tx["hash"])
+        elif method == "eth_getTransactionReceipt" and isinstance(result, dict):
+            for key in ("from", "to"):
+                if isinstance(result.get(key), str):
+                    self.addresses.append(result[key])
+        elif method == "eth_getLogs" and isinstance(result, list):
+            for log in result[:8]:
+                if isinstance(log, dict) and isinstance(log.get("transactionHash"), str):
+                    self.tx_hashes.append(log["transactionHash"])
+
+    def _head(self, value: Any) -> None:
+        if isinstance(value, str) and value.startswith("0x"):
+            try:
+                number = int(value, 16)
+            except ValueError:
+                return
+            if self.head is None or number > self.head:
+                self.head = number
+
+    def recent_block(self, rng: random.Random, depth: int = 32) -> str:
+        if self.head is None:
+            return "latest"
+        return hex(max(0, self.head - rng.randrange(depth)))
+
+
+def _pad_address(address: str) -> str:
+    return address[2:].lower().rjust(64, "0")
+
+
+def params_for(method: str, chain: ChainKnowledge, rng: random.Random) -> tuple[str, list[Any]]:
+    """Realistic params for `method`. Returns the method actually to send (a receipt asked for before any
+    transaction is known becomes a block fetch, which teaches some) and its params."""
+    address = rng.choice(chain.addresses)
+    contract = rng.choice(chain.contracts)
+    tag = "latest" if rng.random() < 0.7 else chain.recent_block(rng)
+    if method in ("eth_getTransactionReceipt", "eth_getTransactionByHash"):
+        if not chain.tx_hashes:
+            return "eth_getBlockByNumber", ["latest", False]
+        return method, [rng.choice(chain.tx_hashes)]
+    if method == "eth_getBlockByHash":
+        if not chain.block_hashes:
+            return "eth_getBlockByNumber", ["latest", False]
+        return method, [rng.choice(chain.block_hashes), False]
+    if method == "eth_getBlockByNumber":
+        return method, [chain.recent_block(rng) if rng.random() < 0.5 else "latest", False]
+    if method in ("eth_getBalance", "eth_getTransactionCount"):
+        return method, [address, tag]
+    if method == "eth_getCode":
+        return method, [contract, tag]
+    if method == "eth_call":
+        return method, [{"to": contract, "data": BALANCE_OF + _pad_address(address)}, tag]
+    if method == "eth_estimateGas":
+        return method, [{"from": address, "to": contract, "data": BALANCE_OF + _pad_address(address)}]
+    if method == "eth_getLogs":
+        if chain.head is None:
+            return method, [{"fromBlock": "latest", "toBlock": "latest", "address": contract}]
+        start = max(0, chain.head - rng.randrange(1, 6))
+        return method, [{"fromBlock": hex(start), "toBlock": hex(chain.head), "address": contract}]
+    if method == "eth_feeHistory":
+        return method, ["0x4", "latest", [25, 50, 75]]
+    return method, []
+
+
+# --- classifying answers -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One request's fate, as the `requests` table records it."""
+
+    method: str
+    ok: bool
+    error_class: str | None = None
+    rpc_code: int | None = None
+    result: Any = None
+    position: int | None = None  # index in a batch's response array
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "ok": self.ok,
+            "error_class": self.error_class,
+            "rpc_code": self.rpc_code,
+        }
+
+
+def exception_class(exc: BaseException) -> str:
+    """`timeout` or `connection` for a transport failure (by class name: gevent's Timeout, socket.timeout,
+    geventhttpclient's errors), else `other`."""
+    names = {cls.__name__.lower() for cls in type(exc).__mro__}
+    text = str(exc).lower()
+    if any("timeout" in n for n in names) or "timed out" in text:
+        return "timeout"
+    if any(word in n for n in names for word in ("connection", "closed", "oserror", "parseerror", "ssl")):
+        return "connection"
+    return "other"
+
+
+def _error_outcome(method: str, error: Any) -> Outcome:
+    code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else None
+    cls = "rate_limited" if code == LIMIT_EXCEEDED else "rpc_error"
+    return Outcome(method, False, cls, code)
+
+
+def classify(
+    methods: Sequence[tuple[Any, str]],
+    status: int,
+    body: bytes | None,
+    exception: BaseException | None = None,
+    *,
+    batch: bool = False,
+) -> list[Outcome]:
+    """Classify an HTTP answer to a request (`methods` = [(id, method)]) or a batch, one Outcome per entry.
+
+    Rules (see lab.record.ERROR_CLASSES): a transport failure is `timeout`/`connection`; HTTP 429 or
+    JSON-RPC -32005 is `rate_limited`; another non-2xx is `http_status`; an error object `rpc_error`;
+    anything that is not a matching JSON-RPC answer `invalid_response`.
+    """
+    if exception is not None:  # the transport failed, even if a status line had arrived
+        cls = exception_class(exception)
+        return [Outcome(m, False, cls) for _, m in methods]
+    parsed: Any = None
+    if body:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+    if not 200 <= status < 300:
+        error = parsed.get("error") if isinstance(parsed, dict) else None
+        code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else None
+        cls = "rate_limited" if status == 429 or code == LIMIT_EXCEEDED else "http_status"
+        return [Outcome(m, False, cls, code) for _, m in methods]
+    if batch:
+        return _classify_batch(methods, parsed)
+    ((request_id, method),) = methods
+    if not isinstance(parsed, dict) or parsed.get("id") != request_id:
+        return [Outcome(method, False, "invalid_response")]
+    if "error" in parsed:
+        return [_error_outcome(method, parsed["error"])]
+    if "result" not in parsed:
+        return [Outcome(method, False, "invalid_response")]
+    return [Outcome(method, True, result=parsed["result"])]
+
+
+def _classify_batch(methods: Sequence[tuple[Any, str]], parsed: Any) -> list[Outcome]:
+    if isinstance(parsed, dict) and "error" in parsed:  # the whole batch refused
+        return [_error_outcome(m, parsed["error"]) for _, m in methods]
+    if not isinstance(parsed, list):
+        return [Outcome(m, False, "invalid_response") for _, m in methods]
+    by_id = {entry.get("id"): (i, entry) for i, entry in enumerate(parsed) if isinstance(entry, dict)}
+    outcomes = []
+    for request_id, method in methods:
+        position, entry = by_id.get(request_id, (None, None))
+        if entry is None:
+            outcomes.append(Outcome(method, False, "invalid_response"))
+        elif "error" in entry:
+            outcomes.append(replace(_error_outcome(method, entry["error"]), position=position))
+        elif "result" in entry:
+            outcomes.append(Outcome(method, True, result=entry["result"], position=position))
+        else:
+            outcomes.append(Outcome(method, False, "invalid_response", position=position))
+    return outcomes
+
+
+# --- the gateway's routing metadata --------------------------------------------------------------------
+
+NO_VALUE = "-"
+
+
+def _split(value: str | None) -> list[str | None]:
+    if value is None:
+        return []
+    return [None if part.strip() in ("", NO_VALUE) else part.strip() for part in value.split(",")]
+
+
+def _attempts(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class RoutingMeta:
+    """The gateway's routing metadata (`?include_meta=headers`, Lasso's header names): per entry of the
+    response (a batch's headers are comma-separated lists in the order of the response array)."""
+
+    providers: tuple[str | None, ...] = ()
+    attempts: tuple[int | None, ...] = ()
+
+    def at(self, position: int | None) -> tuple[str | None, int | None]:
+        """(provider, attempts) of the response entry at `position` (None: a single response)."""
+
+        def pick(values: tuple[Any, ...]) -> Any:
+            if not values:
+                return None
+            if len(values) == 1:
+                return values[0]
+            return values[position] if position is not None and 0 <= position < len(values) else None
+
+        return pick(self.providers), pick(self.attempts)
+
+
+def read_meta(headers: Mapping[str, str] | None) -> RoutingMeta:
+    """Routing metadata from response headers: X-Lasso-Provider / X-Lasso-Attempts, else the base64url
+    JSON of X-Lasso-Meta; straight to a mock provider (no gateway), its X-Lab-Provider."""
+    if not headers:
+        return RoutingMeta()
+    lower = {str(k).lower(): v for k, v in headers.items()}
+    providers = _split(lower.get("x-lasso-provider"))
+    attempts = [_attempts(v) for v in _split(lower.get("x-lasso-attempts"))]
+    if not providers and lower.get("x-lasso-meta"):
+        meta = _decode_json(lower["x-lasso-meta"])
+        if isinstance(meta, dict):
+            selected = meta.get("selected_provider")
+            providers = [selected.get("id") if isinstance(selected, dict) else None]
+            attempts = attempts or [meta["attempts"] if isinstance(meta.get("attempts"), int) else None]
+    if not providers and lower.get("x-lab-provider"):
+        providers = [lower["x-lab-provider"]]
+    return RoutingMeta(tuple(providers), tuple(attempts))
+
+
+def _decode_json(value: str) -> Any:
+    try:
+        return orjson.loads(base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)))
+    except (ValueError, orjson.JSONDecodeError):
+        return None

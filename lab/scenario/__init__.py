@@ -1,0 +1,42 @@
+"""Scenarios: a declared fault-injection experiment, validated before anything starts.
+
+scenario = load_scenario("toxics/primary-cut.yml")   # ScenarioError names file, field, expectation
+plan = plan_timeline(scenario)                       # every fault with its target and times
+"""
+
+from lab.scenario.checks import ScenarioIssues
+from lab.scenario.durations import Duration, format_duration, parse_duration
+from lab.scenario.loader import Problem, ScenarioError, load_scenario, parse_scenario
+from lab.scenario.models import (
+    ACTION_TYPES,
+    Action,
+    FaultEntry,
+    LoadSpec,
+    ProviderSpec,
+    Scenario,
+    TopologySpec,
+)
+from lab.scenario.timeline import Plan, PlanError, PlannedFault, SkippedFault, plan_timeline
+
+__all__ = [
+    "ACTION_TYPES",
+    "Action",
+    "Duration",
+    "FaultEntry",
+    "LoadSpec",
+    "Plan",
+    "PlanError",
+    "PlannedFault",
+    "Problem",
+    "ProviderSpec",
+    "Scenario",
+    "ScenarioError",
+    "ScenarioIssues",
+    "SkippedFault",
+    "TopologySpec",
+    "format_duration",
+    "load_scenario",
+    "parse_duration",
+    "parse_scenario",
+    "plan_timeline",
+]

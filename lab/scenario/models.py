@@ -1,0 +1,549 @@
+"""The scenario: one declared fault-injection experiment (topology, load, fault timeline, SLOs, seed).
+
+Every model forbids unknown fields, so a typo is an error that names the field, not a silently ignored
+setting. Durations are written `500ms`, `30s`, `2m` or as seconds. Cross-field rules (unique ids,
+known targets, `after:` references) are checked on the whole scenario and reported with their paths.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+
+from lab.provider.specs import Behavior, Healthy
+from lab.scenario.durations import Duration
+
+Id = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="lower-case letters, digits, - and _")
+]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+# Targets that are not provider ids.
+GATEWAY = "gateway"
+ALL = "all"
+RANDOM = "random"
+RESERVED_TARGETS = frozenset({GATEWAY, ALL, RANDOM})
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- topology -----------------------------------------------------------------------------------------
+
+
+ProviderId = Annotated[
+    str,
+    Field(
+        pattern=r"^[a-z][a-z0-9-]{0,30}$", description="lower-case letters, digits and -; also its host name"
+    ),
+]
+
+
+class ProviderSpec(StrictModel):
+    """One mock provider behind its own Toxiproxy proxies (one per transport)."""
+
+    id: ProviderId
+    behavior: Behavior = Healthy()
+    block_time: PositiveDuration | None = Field(default=None, description="default: the topology's")
+
+
+class GatewaySpec(StrictModel):
+    """The gateway under test. `spec` is what `lab run --gateway SPEC` replaces."""
+
+    spec: str = Field(default="reference", description="'reference' (the lab's own gateway) or an image")
+    settings: dict[str, Any] = Field(
+        default_factory=dict, description="gateway settings passed through (breaker thresholds, timeouts)"
+    )
+
+
+class TopologySpec(StrictModel):
+    chain: str = Field(default="ethereum", pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    chain_id: PositiveInt = 1
+    block_time: PositiveDuration = 1.0
+    providers: Annotated[list[ProviderSpec], Field(min_length=1)]
+    gateway: GatewaySpec = GatewaySpec()
+
+    @property
+    def provider_ids(self) -> list[str]:
+        return [p.id for p in self.providers]
+
+
+# --- load ---------------------------------------------------------------------------------------------
+
+# A read-heavy dapp/indexer mix, weights in relative units.
+DEFAULT_METHODS: dict[str, float] = {
+    "eth_blockNumber": 25,
+    "eth_call": 20,
+    "eth_getBalance": 12,
+    "eth_getBlockByNumber": 10,
+    "eth_getTransactionReceipt": 8,
+    "eth_getLogs": 6,
+    "eth_getTransactionCount": 5,
+    "eth_chainId": 5,
+    "eth_gasPrice": 4,
+    "eth_getCode": 3,
+    "eth_estimateGas": 2,
+}
+
+
+class BatchSpec(StrictModel):
+    """A `share` of HTTP calls go out as JSON-RPC batches of `size` entries drawn from the method mix."""
+
+    share: Probability = 0.0
+    size: Annotated[int, Field(ge=2, le=100)] = 5
+
+
+class SubscriberSpec(StrictModel):
+    """WebSocket users, each holding one subscription for the whole run."""
+
+    new_heads: NonNegativeInt = 0
+    logs: NonNegativeInt = 0
+
+    @property
+    def total(self) -> int:
+        return self.new_heads + self.logs
+
+
+class SteadyShape(StrictModel):
+    """`users` from the start (spawned at `spawn_rate`) until the end."""
+
+    type: Literal["steady"] = "steady"
+
+
+class RampShape(StrictModel):
+    """From `start_users` up to `users`, linearly over `over` (default: the whole run), then hold."""
+
+    type: Literal["ramp"] = "ramp"
+    start_users: NonNegativeInt = 0
+    over: PositiveDuration | None = None
+
+
+class SpikeShape(StrictModel):
+    """`users`, except `peak_users` from `at` for `hold`."""
+
+    type: Literal["spike"] = "spike"
+    at: Duration
+    hold: PositiveDuration
+    peak_users: PositiveInt
+    spawn_rate: Annotated[float, Field(gt=0)] | None = Field(
+        default=None, description="default: peak_users/s"
+    )
+
+
+class StepShape(StrictModel):
+    """`step_users` more users every `every`, up to `users`."""
+
+    type: Literal["step"] = "step"
+    step_users: PositiveInt
+    every: PositiveDuration
+
+
+Shape = Annotated[SteadyShape | RampShape | SpikeShape | StepShape, Field(discriminator="type")]
+
+
+class LoadSpec(StrictModel):
+    users: PositiveInt = 10
+    spawn_rate: Annotated[float, Field(gt=0)] = 10.0
+    duration: PositiveDuration = 60.0
+    rate_per_user: Annotated[float, Field(gt=0)] | None = Field(
+        default=5.0, description="requests per second per HTTP user; null: back to back"
+    )
+    timeout: PositiveDuration = Field(default=5.0, description="the client's timeout for each request")
+    strategy: Literal["fastest", "load-balanced", "latency-weighted"] | None = Field(
+        default=None, description="route requests to /rpc/<strategy>/<chain>; default: the gateway's"
+    )
+    methods: Annotated[dict[str, Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
+        default_factory=lambda: dict(DEFAULT_METHODS)
+    )
+    batch: BatchSpec = BatchSpec()
+    subscribers: SubscriberSpec = SubscriberSpec()
+    shape: Shape = SteadyShape()
+
+    @model_validator(mode="after")
+    def _shape_fits(self) -> LoadSpec:
+        if isinstance(self.shape, RampShape) and self.shape.start_users > self.users:
+            raise ValueError("shape.start_users must not exceed users")
+        if isinstance(self.shape, StepShape) and self.shape.step_users > self.users:
+            raise ValueError("shape.step_users must not exceed users")
+        return self
+
+
+# --- fault actions ------------------------------------------------------------------------------------
+
+Transport = Literal["http", "ws", "both"]
+
+
+class Action(StrictModel):
+    """What a timeline entry does. Class attributes say how the nemesis treats it."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider"})  # "provider" and/or "gateway"
+    takes_down: ClassVar[bool] = False  # the target is unreachable while active (counts for min_live)
+    instant: ClassVar[bool] = False  # done at once, nothing to lift (no duration)
+
+    type: str
+
+    def params(self) -> dict[str, Any]:
+        """The action's settings as recorded in faults.jsonl."""
+        return self.model_dump(mode="json", exclude={"type"})
+
+
+class ToxicAction(Action):
+    """A Toxiproxy toxic on the provider's proxies. `toxicity` is rolled once per connection (and
+    direction), not per request: with keep-alive, 0.3 hits about 30 % of connections and every request
+    on them. For a per-request error rate, switch the provider's behaviour instead."""
+
+    stream: Literal["upstream", "downstream"] = "downstream"
+    toxicity: Probability = 1.0
+    transport: Transport = "both"
+
+    def toxic_attributes(self) -> dict[str, int]:
+        """Toxiproxy's attributes in its own units (ms, KB/s, bytes, µs)."""
+        raise NotImplementedError
+
+    def toxic_type(self) -> str:
+        return self.type
+
+    def to_toxic(self) -> dict[str, Any]:
+        """The toxic in Toxiproxy's REST form (`lab.faults.parse_toxic` accepts it)."""
+        return {
+            "type": self.toxic_type(),
+            "stream": self.stream,
+            "toxicity": self.toxicity,
+            "attributes": self.toxic_attributes(),
+        }
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class LatencyAction(ToxicAction):
+    """Delay each chunk by `latency` ± `jitter`."""
+
+    type: Literal["latency"]
+    latency: Duration
+    jitter: Duration = 0.0
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"latency": _ms(self.latency), "jitter": _ms(self.jitter)}
+
+
+class BandwidthAction(ToxicAction):
+    """Limit the rate to `rate` KB/s (0 stalls every connection while keeping it open)."""
+
+    type: Literal["bandwidth"]
+    rate: NonNegativeInt
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"rate": self.rate}
+
+
+class TimeoutAction(ToxicAction):
+    """Drop all data and close the connection after `timeout` (0: keep it open, silent)."""
+
+    type: Literal["timeout"]
+    timeout: Duration = 0.0
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"timeout": _ms(self.timeout)}
+
+
+class ResetPeerAction(ToxicAction):
+    """On the first data, wait `timeout`, then reset the connection (TCP RST)."""
+
+    type: Literal["reset_peer"]
+    timeout: Duration = 0.0
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"timeout": _ms(self.timeout)}
+
+
+class SlowCloseAction(ToxicAction):
+    type: Literal["slow_close"]
+    delay: Duration
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"delay": _ms(self.delay)}
+
+
+class SlicerAction(ToxicAction):
+    """Split data into writes of `average_size` ± `size_variation` bytes, `delay` apart."""
+
+    type: Literal["slicer"]
+    average_size: PositiveInt
+    size_variation: NonNegativeInt = 0
+    delay: Duration = 0.0
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {
+            "average_size": self.average_size,
+            "size_variation": self.size_variation,
+            "delay": round(self.delay * 1_000_000),
+        }
+
+
+class LimitDataAction(ToxicAction):
+    """Close each connection after `bytes` bytes."""
+
+    type: Literal["limit_data"]
+    bytes: NonNegativeInt
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {"bytes": self.bytes}
+
+
+class GenericToxicAction(ToxicAction):
+    """Any toxic type with its attributes in Toxiproxy's own units (e.g. a server's extra toxics)."""
+
+    type: Literal["toxic"]
+    toxic: Annotated[str, Field(min_length=1)]
+    attributes: dict[str, int | float] = Field(default_factory=dict)
+
+    def toxic_type(self) -> str:
+        return self.toxic
+
+    def toxic_attributes(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.attributes.items()}
+
+
+class CutAction(Action):
+    """Disable the provider's proxies: listeners closed, open connections dropped."""
+
+    takes_down: ClassVar[bool] = True
+    type: Literal["cut"]
+    transport: Transport = "both"
+
+
+class KillAction(Action):
+    """Kill the container (lifted by starting it again)."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    takes_down: ClassVar[bool] = True
+    type: Literal["kill"]
+    signal: str = "SIGKILL"
+
+
+class StopAction(Action):
+    """Stop the container gracefully (SIGTERM, SIGKILL after `timeout`); lifted by starting it."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    takes_down: ClassVar[bool] = True
+    type: Literal["stop"]
+    timeout: Duration = 10.0
+
+
+class PauseAction(Action):
+    """Freeze the container's processes: connections stay open and nothing answers."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    takes_down: ClassVar[bool] = True
+    type: Literal["pause"]
+
+
+class RestartAction(Action):
+    """Restart the container (instant: no duration)."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    instant: ClassVar[bool] = True
+    type: Literal["restart"]
+    timeout: Duration = 10.0
+
+
+class PartitionAction(Action):
+    """Disconnect the container from the lab's network (lifted by reconnecting it with its aliases)."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    takes_down: ClassVar[bool] = True
+    type: Literal["partition"]
+
+
+class MemoryAction(Action):
+    """Squeeze the container's memory limit to `limit_mb` (Lasso's memory_pressure, from outside)."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    type: Literal["memory"]
+    limit_mb: Annotated[int, Field(ge=6)]
+
+
+class BehaviorAction(Action):
+    """Switch the mock provider's behaviour (lifted by restoring the one it had)."""
+
+    type: Literal["behavior"]
+    behavior: Behavior
+
+    def params(self) -> dict[str, Any]:
+        return {"behavior": self.behavior.model_dump(mode="json", exclude_none=True)}
+
+
+class BreakerOpenAction(Action):
+    """Force the gateway's circuit breaker for the provider open (lifted by resetting it)."""
+
+    type: Literal["breaker_open"]
+
+
+class FlapAction(Action):
+    """Take the target down for `down` every `interval`, for the entry's duration (Lasso's
+    provider_flapping(provider, flap_interval, flap_duration, total_duration))."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+    takes_down: ClassVar[bool] = True
+    type: Literal["flap"]
+    interval: PositiveDuration
+    down: PositiveDuration
+    mode: Literal["cut", "kill", "stop", "pause"] = "cut"
+
+    @model_validator(mode="after")
+    def _down_shorter(self) -> FlapAction:
+        if self.down >= self.interval:
+            raise ValueError("down must be shorter than interval")
+        return self
+
+    def down_action(self) -> Action:
+        """The primitive action each down window applies."""
+        return ACTION_TYPES[self.mode].model_validate({"type": self.mode})
+
+
+AnyAction = Annotated[
+    LatencyAction
+    | BandwidthAction
+    | TimeoutAction
+    | ResetPeerAction
+    | SlowCloseAction
+    | SlicerAction
+    | LimitDataAction
+    | GenericToxicAction
+    | CutAction
+    | KillAction
+    | StopAction
+    | PauseAction
+    | RestartAction
+    | PartitionAction
+    | MemoryAction
+    | BehaviorAction
+    | BreakerOpenAction
+    | FlapAction,
+    Field(discriminator="type"),
+]
+ACTION_TYPES: dict[str, type[Action]] = {
+    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
+    for cls in AnyAction.__origin__.__args__  # type: ignore[attr-defined]
+}
+
+
+# --- the timeline -------------------------------------------------------------------------------------
+
+
+class Repeat(StrictModel):
+    """Run the entry again every `every`: `count` times in all, or until `until` (an offset), or, with
+    neither, until the run ends."""
+
+    every: PositiveDuration
+    count: PositiveInt | None = None
+    until: Duration | None = None
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Repeat:
+        if self.count is not None and self.until is not None:
+            raise ValueError("give count or until, not both")
+        return self
+
+
+class FaultEntry(StrictModel):
+    """One entry of the fault timeline. Offsets count from the start of the load.
+
+    Start: `start` (an offset, default 0) or `after` another entry's end plus `delay`. End: `duration`,
+    or `end` (an offset), or neither (active until the run ends). Target: a provider id, `gateway`,
+    `all` (every provider) or `random` (a provider chosen with the scenario's seed, keeping at least
+    `min_live` providers up). `probability` skips each occurrence with the complement (seeded).
+    """
+
+    id: Id | None = Field(default=None, description="default: '<action type>-<index>'")
+    start: Duration | None = None
+    after: str | None = None
+    delay: Duration | None = None
+    duration: PositiveDuration | None = None
+    end: Duration | None = None
+    repeat: Repeat | None = None
+    probability: Probability = 1.0
+    target: str | None = None
+    min_live: NonNegativeInt | None = Field(default=None, description="with target random; default 1")
+    among: list[str] | None = Field(default=None, description="with target random: the candidates")
+    action: AnyAction
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FaultEntry:
+        if self.after is not None and self.start is not None:
+            raise ValueError("give start or after, not both (use delay with after)")
+        if self.delay is not None and self.after is None:
+            raise ValueError("delay only applies with after")
+        if self.duration is not None and self.end is not None:
+            raise ValueError("give duration or end, not both")
+        if self.action.instant and (self.duration is not None or self.end is not None):
+            raise ValueError(f"{self.action.type} is instant: it takes no duration or end")
+        if self.end is not None and self.repeat is not None:
+            raise ValueError("end with repeat: give a duration for each occurrence instead")
+        if self.end is not None and self.start is not None and self.end <= self.start:
+            raise ValueError("end must be after start")
+        if self.repeat is not None and self.duration is not None and self.repeat.every < self.duration:
+            raise ValueError("repeat.every must not be shorter than duration (occurrences would overlap)")
+        if self.repeat is not None and not self.action.instant and self.duration is None:
+            raise ValueError("a repeated entry needs a duration")
+        if (self.min_live is not None or self.among is not None) and self.target != RANDOM:
+            raise ValueError("min_live and among only apply with target: random")
+        return self
+
+
+# --- SLOs ---------------------------------------------------------------------------------------------
+
+try:  # the analysis owns the SLO model; this fallback keeps scenarios loadable without it
+    from lab.analysis.slo import SLOSpec
+except ImportError:  # pragma: no cover - replaced once lab.analysis exists
+
+    class SLOSpec(StrictModel):  # type: ignore[no-redef]
+        success_rate: Probability | None = None
+        p95_ms: Annotated[float, Field(gt=0)] | None = None
+        p99_ms: Annotated[float, Field(gt=0)] | None = None
+        max_gap: NonNegativeInt | None = None
+        max_duplicates: NonNegativeInt | None = None
+        recovery_s: Annotated[float, Field(gt=0)] | None = None
+        breaker_opens: NonNegativeInt | None = None
+
+
+# --- the scenario -------------------------------------------------------------------------------------
+
+
+class Scenario(StrictModel):
+    name: Id
+    description: str = ""
+    seed: int = 0
+    topology: TopologySpec
+    load: LoadSpec = LoadSpec()
+    faults: list[FaultEntry] = Field(default_factory=list)
+    slos: SLOSpec = Field(default_factory=SLOSpec)
+
+    @model_validator(mode="after")
+    def _references(self) -> Scenario:
+        from lab.scenario.checks import check_scenario
+
+        check_scenario(self)
+        return self
+
+    def fault_ids(self) -> list[str]:
+        """The entries' ids, defaults filled in."""
+        return [entry.id or f"{entry.action.type}-{i}" for i, entry in enumerate(self.faults)]
+
+    def with_overrides(
+        self, *, duration: float | None = None, users: int | None = None, seed: int | None = None
+    ) -> Scenario:
+        """A copy with `lab run`'s command-line overrides applied (and validated again)."""
+        data = self.model_dump(mode="python", round_trip=True)
+        if duration is not None:
+            data["load"]["duration"] = duration
+        if users is not None:
+            data["load"]["users"] = users
+        if seed is not None:
+            data["seed"] = seed
+        return Scenario.model_validate(data)

@@ -1,0 +1,159 @@
+"""The web UI's Faults tab: its fault API against a fake Toxiproxy/provider, and its Flask routes."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import orjson
+import pytest
+
+from lab.record import iter_events
+from lab.webui import install_faults_tab
+from lab.webui.faults import FaultAPI, FaultRequestError, providers_from_env
+
+
+class FakeLab(BaseHTTPRequestHandler):
+    """Answers like Toxiproxy and a provider's control API; remembers every call."""
+
+    calls: ClassVar[list[tuple[str, str, Any]]] = []
+    behavior: ClassVar[Any] = {"type": "healthy"}
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = orjson.loads(self.rfile.read(length)) if length else None
+        FakeLab.calls.append((self.command, self.path, body))
+        if self.path.endswith("/_lab/behavior"):
+            if self.command == "PUT":
+                FakeLab.behavior = body
+            payload: Any = FakeLab.behavior
+        else:
+            payload = {"name": "x", **(body or {})}
+        data = orjson.dumps(payload) if self.command != "DELETE" else b""
+        self.send_response(204 if self.command == "DELETE" else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_lab() -> Iterator[str]:
+    FakeLab.calls, FakeLab.behavior = [], {"type": "healthy"}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLab)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def make_api(url: str, tmp_path: Path) -> FaultAPI:
+    env = {
+        "LAB_TOXIPROXY_URL": url,
+        "LAB_PROVIDERS": f"alpha=alpha_http,alpha_ws,{url};beta=beta_http,,",
+        "LAB_RUN_DIR": str(tmp_path),
+    }
+    return FaultAPI.from_env(env)
+
+
+def test_providers_from_either_form() -> None:
+    plain = providers_from_env(
+        {"LAB_PROVIDERS": "a=a_http,a_ws,http://c:1;b=b_http", "LAB_CONTAINERS": "a=lab-a"}
+    )
+    assert [(p.id, p.proxies, p.control_url, p.container) for p in plain] == [
+        ("a", {"http": "a_http", "ws": "a_ws"}, "http://c:1", "lab-a"),
+        ("b", {"http": "b_http"}, None, None),
+    ]
+    as_json = providers_from_env(
+        {"LAB_PROVIDERS": '[{"id": "a", "proxies": {"http": "p"}, "container": "c"}]'}
+    )
+    assert as_json[0].proxies == {"http": "p"} and as_json[0].container == "c"
+
+
+def test_toxic_cut_and_behaviour_are_applied_lifted_and_recorded(fake_lab: str, tmp_path: Path) -> None:
+    api = make_api(fake_lab, tmp_path)
+    toxic = api.apply("alpha", "latency", {"attributes": {"latency": 300}, "stream": "downstream"})
+    posts = [(path, body) for method, path, body in FakeLab.calls if method == "POST"]
+    assert [path for path, _ in posts] == ["/proxies/alpha_http/toxics", "/proxies/alpha_ws/toxics"]
+    assert posts[0][1]["type"] == "latency" and posts[0][1]["attributes"] == {"latency": 300}
+    cut = api.apply("alpha", "cut", {"transport": "http"})
+    assert FakeLab.calls[-1] == ("POST", "/proxies/alpha_http", {"enabled": False})
+    behaviour = api.apply("alpha", "behavior", {"behavior": {"type": "always_fail"}})
+    assert FakeLab.behavior == {"type": "always_fail"}
+    assert [f["fault_id"] for f in api.state()["active"]] == [toxic, cut, behaviour]
+
+    assert api.lift_all() == []
+    assert FakeLab.behavior == {"type": "healthy"}
+    assert ("POST", "/proxies/alpha_http", {"enabled": True}) in FakeLab.calls
+    assert [m for m, p, _ in FakeLab.calls if p.startswith("/proxies/alpha_ws/toxics/")] == ["DELETE"]
+    events = list(iter_events(tmp_path, "faults"))
+    assert [(e["event"], e["action"]) for e in events] == [
+        ("start", "latency"), ("start", "cut"), ("start", "behavior"),
+        ("end", "behavior"), ("end", "cut"), ("end", "latency"),
+    ]  # fmt: skip
+    assert {e["source"] for e in events} == {"webui"}
+
+
+@pytest.mark.parametrize(
+    ("target", "action", "params", "message"),
+    [
+        ("zeta", "cut", {}, "unknown provider 'zeta'"),
+        ("beta", "cut", {"transport": "ws"}, "beta has no ws proxy"),
+        ("alpha", "latency", {"attributes": {"latency": "slow"}}, "must be integers"),
+        ("alpha", "latency", {"stream": "sideways"}, "stream must be"),
+        ("alpha", "kill", {}, "no container known"),
+        ("alpha", "behavior", {"behavior": {"no": "type"}}, 'needs|with a "type"'),
+        ("alpha", "explode", {}, "unknown action"),
+    ],
+)
+def test_bad_requests_are_refused(
+    fake_lab: str, tmp_path: Path, target: str, action: str, params: dict, message: str
+) -> None:
+    api = make_api(fake_lab, tmp_path)
+    with pytest.raises(FaultRequestError, match=message):
+        api.apply(target, action, params)
+    assert api.state()["active"] == []
+
+
+class FakeWebUI:
+    def __init__(self) -> None:
+        from flask import Flask
+
+        self.app = Flask("test")
+        self.template_args: dict[str, Any] = {}
+
+    @staticmethod
+    def auth_required_if_enabled(view: Any) -> Any:
+        return view
+
+
+def test_routes_serve_the_page_and_the_api(fake_lab: str, tmp_path: Path) -> None:
+    web_ui = FakeWebUI()
+    install_faults_tab(web_ui, api=make_api(fake_lab, tmp_path))
+
+    @web_ui.app.route("/stats/requests")
+    def stats() -> Any:  # Locust's own route, which the tab extends
+        return {"stats": []}
+
+    client = web_ui.app.test_client()
+    page = client.get("/lab/faults")
+    assert page.status_code == 200 and b"<h1>Faults</h1>" in page.data
+    applied = client.post("/lab/faults/api/apply", json={"target": "alpha", "action": "cut", "params": {}})
+    assert applied.status_code == 200 and applied.get_json()["fault_id"] == "webui-1"
+    refused = client.post("/lab/faults/api/apply", json={"target": "nope", "action": "cut"})
+    assert refused.status_code == 400 and "unknown provider" in refused.get_json()["error"]
+    table = client.get("/stats/requests").get_json()["extended_stats"]
+    assert table[0]["key"] == "lab-faults" and table[0]["data"][0]["fault"] == "webui-1"
+    assert web_ui.template_args["extended_tabs"] == [{"title": "Faults", "key": "lab-faults"}]
+    assert client.post("/lab/faults/api/lift", json={"fault_id": "webui-1"}).get_json()["ok"]
+    assert client.post("/lab/faults/api/lift", json={"fault_id": "webui-1"}).status_code == 400
+    assert client.get("/lab/faults/api/state").get_json()["active"] == []
