@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 export TC_HOST ?= 127.0.0.1
 
-SCENARIO ?= toxics/smoke.yml
+SCENARIO ?= toxics/production-chaos.yml
 
 .PHONY: lab test lint env clean
 
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 
 # The main job: a real fault-injection run that ends in a report.
 lab: $(STAMP)
-	$(BIN)/lab demo
+	$(BIN)/lab run $(SCENARIO)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
