@@ -5,6 +5,7 @@ Exit codes (see lab.cli): 0 the verdict held, 1 it failed (an SLO missed, a regr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,10 @@ _baselines_option = click.option(
 
 
 def _console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = 160  # a CI log or a pipe: rich's 80-column default would wrap every table
+    return console
 
 
 def _bad_input(console: Console, message: str) -> None:
@@ -99,6 +103,11 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
             else fault["recovery_status"].replace("_", " ")
         )
         console.print(escape(f"  fault {fault['name']} → {fault['target']}: {text}"))
+    for failed in summary["failed_faults"]:
+        console.print(
+            f"  [bold red]fault {escape(failed['name'])} → {escape(failed['target'])}: NOT APPLIED[/] "
+            f"({escape(failed['error'])})"
+        )
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
     passed = summary["slo"]["passed"]

@@ -105,6 +105,9 @@ def fault_failover(
         "drained_s": None,
         "returned_s": None,
     }
+    if base_share is None:
+        result["note"] = "no baseline: no requests before the fault (or an earlier fault was still active)"
+        return result
     if not base_share:
         result["note"] = "the provider served no traffic before the fault"
         return result

@@ -5,7 +5,7 @@ Definitions (times in seconds from the run start; requests are placed at their s
 - horizon of a fault: the start of the next fault that starts at or after this fault's end, else the run
   end. Faults that overlap this one are judged together with it.
 - window success rate at t: ok requests / requests sent in [t, t + W) (a forward window of W seconds).
-  Windows start at fault start + k·step; only whole windows that end by the horizon count (when the
+  Windows start at fault start + k·step and are cut at the horizon, down to W/2 long (when the
   horizon is closer than W, the single window [start, horizon)). A window is bad when it has requests
   and its success rate is below the target; an empty window is neither bad nor evidence of health.
 - recovered at R: the start of the window after the last bad window (the fault start when no window is
@@ -87,10 +87,11 @@ def window_series(
     if span <= settings.window_s:
         starts, ends = np.array([start]), np.array([horizon])
     else:
-        starts = start + settings.step_s * np.arange(
-            math.floor((span - settings.window_s) / settings.step_s) + 1
-        )
-        ends = starts + settings.window_s
+        # Windows near the horizon are cut at it, down to half a window: a recovery a few seconds before
+        # the next fault still shows, while the tail is always judged by a window of at least W/2.
+        last = span - settings.window_s / 2
+        starts = start + settings.step_s * np.arange(math.floor(last / settings.step_s + 1e-9) + 1)
+        ends = np.minimum(starts + settings.window_s, horizon)
     n, good = index.counts(starts, ends)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(n > 0, good / np.maximum(n, 1), np.nan)
@@ -159,6 +160,8 @@ def analyse_faults(
                 "start_s": fault.start,
                 "end_s": fault.end,
                 "ended": fault.ended,
+                "end_reason": fault.end_reason,
+                "lift_error": fault.lift_error,
                 "duration_s": fault.end - fault.start,
                 "horizon_s": horizon,
                 "baseline": _brief(baseline, baseline_from, fault.start),

@@ -45,6 +45,21 @@ class FaultWindow:
     start: float
     end: float  # the end event, or the run's end when there is none
     ended: bool  # False: no end event (the fault lasted until the run ended)
+    end_reason: str | None = None  # why it was lifted early, e.g. "run ended"
+    lift_error: str | None = None  # lifting it failed: it may have outlasted its window
+
+
+@dataclass(frozen=True)
+class FailedFault:
+    """A `failed` event in faults.jsonl: the fault could not be applied, so it has no window to analyse."""
+
+    fault_id: str
+    name: str
+    action: str
+    target: str
+    params: dict[str, Any]
+    at: float  # seconds from the run start of the attempt
+    error: str
 
 
 @dataclass
@@ -58,6 +73,7 @@ class RunData:
     requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts
     heads: pd.DataFrame  # t, subscriber, subscription, block_number, block_hash, block_timestamp (unix s)
     faults: list[FaultWindow]
+    failed_faults: list[FailedFault]
     gateway_events: list[dict[str, Any]] | None  # None: no gateway_events.jsonl in the record
     warnings: list[str] = field(default_factory=list)
 
@@ -127,7 +143,7 @@ def load_run(path: str | Path) -> RunData:
     requests["t"] = (requests_us - t0_us) / 1_000_000
     heads["t"] = (heads_us - t0_us) / 1_000_000
     duration = max(ended - started, 0.0)
-    faults = _fault_windows(fault_events, started, duration, warnings)
+    faults, failed_faults = _fault_windows(fault_events, started, duration, warnings)
     events = [_relative_event(e, started) for e in gateway_events] if gateway_events is not None else None
     return RunData(
         path=path,
@@ -139,6 +155,7 @@ def load_run(path: str | Path) -> RunData:
         requests=requests,
         heads=heads,
         faults=faults,
+        failed_faults=failed_faults,
         gateway_events=events,
         warnings=warnings,
     )
@@ -221,9 +238,12 @@ def _manifest_time(manifest: dict[str, Any], key: str, path: Path) -> float | No
 
 def _fault_windows(
     events: list[dict[str, Any]], t0: float, duration: float, warnings: list[str]
-) -> list[FaultWindow]:
+) -> tuple[list[FaultWindow], list[FailedFault]]:
+    """Windows of the faults that were applied (a `start` and its first `end`), and the attempts that
+    failed (a `failed` event: never applied, so never analysed as a window)."""
     starts: dict[str, dict[str, Any]] = {}
-    ends: dict[str, float] = {}
+    ends: dict[str, dict[str, Any]] = {}
+    failed: list[FailedFault] = []
     for index, event in enumerate(events):
         if not _is_number(event.get("ts")):
             warnings.append(f"faults.jsonl: event {index + 1} has no numeric 'ts'; ignored")
@@ -233,14 +253,21 @@ def _fault_windows(
         if kind == "start" and fault_id not in starts:
             starts[fault_id] = event
         elif kind == "end" and fault_id in starts and fault_id not in ends:
-            ends[fault_id] = float(event["ts"]) - t0
+            ends[fault_id] = event
         elif kind == "end" and fault_id not in starts:
             warnings.append(f"faults.jsonl: end of fault {fault_id!r} without a start; ignored")
+        elif kind == "failed":
+            failed.append(_failed_fault(fault_id, event, t0))
+            warnings.append(
+                f"fault {fault_id!r} ({failed[-1].name}) could not be applied: {failed[-1].error}; "
+                "it is not analysed"
+            )
     windows = []
     for fault_id, event in starts.items():
         start = float(event["ts"]) - t0
-        ended = fault_id in ends
+        end_event = ends.get(fault_id)
         params = event.get("params")
+        lift_error = str(end_event["error"]) if end_event and end_event.get("error") else None
         windows.append(
             FaultWindow(
                 fault_id=fault_id,
@@ -249,15 +276,35 @@ def _fault_windows(
                 target=str(event.get("target") or ""),
                 params=params if isinstance(params, dict) else {},
                 start=start,
-                end=max(ends[fault_id], start) if ended else max(duration, start),
-                ended=ended,
+                end=max(float(end_event["ts"]) - t0, start) if end_event else max(duration, start),
+                ended=end_event is not None,
+                end_reason=str(end_event["reason"]) if end_event and end_event.get("reason") else None,
+                lift_error=lift_error,
             )
         )
-        if not ended:
+        if end_event is None:
             warnings.append(
                 f"fault {fault_id!r} ({windows[-1].name}) has no end event: it lasted until the run end"
             )
-    return sorted(windows, key=lambda w: (w.start, w.fault_id))
+        if lift_error:
+            warnings.append(
+                f"fault {fault_id!r} ({windows[-1].name}) could not be lifted ({lift_error}): "
+                "it may have lasted past its window"
+            )
+    return sorted(windows, key=lambda w: (w.start, w.fault_id)), sorted(failed, key=lambda f: f.at)
+
+
+def _failed_fault(fault_id: str, event: dict[str, Any], t0: float) -> FailedFault:
+    params = event.get("params")
+    return FailedFault(
+        fault_id=fault_id,
+        name=str(event.get("name") or fault_id),
+        action=str(event.get("action") or ""),
+        target=str(event.get("target") or ""),
+        params=params if isinstance(params, dict) else {},
+        at=float(event["ts"]) - t0,
+        error=str(event.get("error") or "unknown error"),
+    )
 
 
 def _relative_event(event: dict[str, Any], t0: float) -> dict[str, Any]:

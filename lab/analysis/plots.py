@@ -18,6 +18,7 @@ from matplotlib.figure import Figure  # drawn through its own Agg canvas: no pyp
 from lab.analysis.summary import Analysis
 
 _COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#800000")
+_ERROR_COLORS = ("#e6194b", "#f58231", "#911eb4", "#9a6324", "#800000", "#f032e6", "#ffd8b1", "#808000")
 _MAX_RECOVERY_PANELS = 12
 
 
@@ -43,9 +44,13 @@ def all_plots(analysis: Analysis) -> dict[str, str]:
 
 
 def shade_faults(
-    ax: Axes, faults: Sequence[dict[str, Any]], offset: float = 0.0, names: Sequence[str] | None = None
+    ax: Axes,
+    faults: Sequence[dict[str, Any]],
+    offset: float = 0.0,
+    names: Sequence[str] | None = None,
+    with_target: bool = True,
 ) -> None:
-    """Shade each fault window in its name's colour and write the name at the top of the plot. `names`:
+    """Shade each fault window in its name's colour, its name (→ target) at the top of the plot. `names`:
     every fault name of the run (default: those of `faults`), so colours agree across plots."""
     palette = sorted({f["name"] for f in faults} if names is None else set(names))
     for index, fault in enumerate(faults):
@@ -54,8 +59,27 @@ def shade_faults(
         ax.axvspan(start, end, color=color, alpha=0.13, lw=0, zorder=3)  # above stacked areas, see-through
         ax.axvline(start, color=color, lw=0.8, alpha=0.7, zorder=3)
         y = 0.98 - 0.07 * (index % 4)  # staggered so overlapping faults stay readable
-        label = " " + fault["name"] + ("" if fault["ended"] else " (no end)")
+        target = f" → {fault['target']}" if with_target and fault.get("target") else ""
+        label = f" {fault['name']}{target}" + ("" if fault["ended"] else " (no end)")
         ax.text(start, y, label, transform=ax.get_xaxis_transform(), color=color, fontsize=8, va="top")
+
+
+def mark_failed_faults(ax: Axes, failed: Sequence[dict[str, Any]]) -> None:
+    """A fault that could not be applied: a dashed line at the attempt, no shading (it never held)."""
+    for fault in failed:
+        ax.axvline(fault["at_s"], color="#555555", ls="--", lw=1.0, zorder=3)
+        label = f" ✗ {fault['name']} (not applied)"
+        ax.text(fault["at_s"], 0.02, label, transform=ax.get_xaxis_transform(), color="#555555", fontsize=8)
+
+
+def _time_axes(ax: Axes, summary: dict[str, Any]) -> None:
+    shade_faults(ax, summary["faults"])
+    mark_failed_faults(ax, summary["failed_faults"])
+
+
+def _legend_below(ax: Axes, ncol: int = 6, **kwargs: Any) -> None:
+    """Under the axes, so it never hides a fault label or the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=7, ncol=ncol, frameon=False, **kwargs)
 
 
 def latency_plot(analysis: Analysis) -> Figure:
@@ -74,9 +98,16 @@ def latency_plot(analysis: Analysis) -> Figure:
         label="ok (sample)",
     )
     failed = sample[~good & np.isfinite(sample["latency_ms"].to_numpy())]
-    ax.scatter(
-        failed["t"], failed["latency_ms"], s=6, color="#e6194b", marker="x", lw=0.6, label="failed (sample)"
-    )
+    if len(failed):
+        ax.scatter(
+            failed["t"],
+            failed["latency_ms"],
+            s=6,
+            color="#e6194b",
+            marker="x",
+            lw=0.6,
+            label="failed (sample)",
+        )
     x = tl.edges
     for name, color in (("p50", "#000000"), ("p95", "#f58231"), ("p99", "#911eb4")):
         ax.stairs(tl.bands[name], x, baseline=None, color=color, lw=1.2, label=f"{name} per {tl.width:g} s")
@@ -86,11 +117,11 @@ def latency_plot(analysis: Analysis) -> Figure:
             ax.axhline(slos[key], color=color, ls="--", lw=0.9, label=f"SLO {key[:3]}")
     if _wide_range(sample["latency_ms"].to_numpy()):
         ax.set_yscale("log")
-    shade_faults(ax, summary["faults"])
+    _time_axes(ax, summary)
     ax.set(
         xlabel="seconds since run start", ylabel="latency (ms)", title="Latency over time", xlim=(0, x[-1])
     )
-    ax.legend(loc="upper right", fontsize=7, ncol=4, markerscale=3)
+    _legend_below(ax, ncol=7, markerscale=3)
     ax.grid(alpha=0.3)
     return fig
 
@@ -108,19 +139,19 @@ def throughput_plot(analysis: Analysis) -> Figure:
             baseline=bottom,
             fill=True,
             alpha=0.7,
-            color=_COLORS[index % 9],
+            color=_ERROR_COLORS[index % len(_ERROR_COLORS)],
             label=f"{name} errors/s",
         )
         bottom = bottom + rate
     ax.stairs(tl.ok / tl.width, tl.edges, baseline=None, color="#3cb44b", lw=1.4, label="ok req/s", zorder=4)
-    shade_faults(ax, analysis.summary["faults"])
+    _time_axes(ax, analysis.summary)
     ax.set(
         xlabel="seconds since run start",
         ylabel="requests / s",
         title="Throughput and errors",
         xlim=(0, tl.edges[-1]),
     )
-    ax.legend(loc="upper right", fontsize=7, ncol=4)
+    _legend_below(ax)
     ax.grid(alpha=0.3)
     return fig
 
@@ -145,9 +176,9 @@ def provider_plot(analysis: Analysis) -> Figure:
         colors=[_COLORS[(i + 2) % 9] for i in range(len(names))],
         alpha=0.8,
     )
-    shade_faults(ax, summary["faults"])
+    _time_axes(ax, summary)
     ax.set(ylabel="share of requests", title="Provider share over time", ylim=(0, 1), xlim=(0, tl.edges[-1]))
-    ax.legend(loc="lower right", fontsize=7, ncol=len(names))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7, frameon=False)
     if lanes is not None:
         for row, breaker in enumerate(breakers):
             spans = [(a, b - a) for a, b in breaker["open_intervals"]]
@@ -180,7 +211,8 @@ def recovery_plot(analysis: Analysis) -> Figure:
             label=f"success rate of the {analysis.settings.window_s:g} s window starting at t (judged)",
         )  # fmt: skip
         ax.axhline(target, color="#3cb44b", ls="--", lw=0.9, label=f"target {target:.2%}")
-        shade_faults(ax, [fault], offset=start, names=[f["name"] for f in analysis.summary["faults"]])
+        names = [f["name"] for f in analysis.summary["faults"]]
+        shade_faults(ax, [fault], offset=start, names=names, with_target=False)  # the title names it
         # Show the steady state, the fault and the recovery, not the whole (possibly long) horizon.
         settled = max(fault["end_s"] - start, fault["recovery_s"] or 0.0)
         right = min(fault["horizon_s"] - start, 1.3 * settled + 2 * analysis.settings.window_s)
@@ -220,13 +252,13 @@ def heads_plot(analysis: Analysis) -> Figure:
     for s in subscription["per_subscriber"]:
         for gap in s["gaps"]:
             ax.axvline(gap["ended_at_s"], color="#e6194b", lw=0.8, alpha=0.6)
-    shade_faults(ax, analysis.summary["faults"])
+    _time_axes(ax, analysis.summary)
     ax.set(
         xlabel="seconds since run start",
         ylabel="head delay (s)",
         title="newHeads delay (red lines: a gap ended)",
     )
-    ax.legend(loc="upper right", fontsize=7, ncol=min(len(names), 6), markerscale=3)
+    _legend_below(ax, ncol=min(len(names), 6), markerscale=3)
     ax.grid(alpha=0.3)
     return fig
 

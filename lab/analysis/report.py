@@ -72,7 +72,7 @@ def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
             [
                 f["name"],
                 f"{f['action']} → {f['target']}",
-                f"{f['start_s']:.1f}–{f['end_s']:.1f} s" + ("" if f["ended"] else " (no end)"),
+                f"{f['start_s']:.1f}–{f['end_s']:.1f} s" + _window_note(f),
                 f"{r.pct(f['baseline']['success_rate'], 2)} / {r.ms(f['baseline']['latency_ms']['p95'])}",
                 f"{r.pct(f['during']['success_rate'], 2)} / {r.ms(f['during']['latency_ms']['p95'])}",
                 r.secs(f["time_to_first_error_s"]),
@@ -87,6 +87,25 @@ def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
             ]
         )
     return rows
+
+
+def _window_note(f: dict[str, Any]) -> str:
+    if not f["ended"]:
+        return " (no end)"
+    if f.get("lift_error"):
+        return " (lift failed)"
+    return f" ({f['end_reason']})" if f.get("end_reason") else ""
+
+
+def failed_fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    return [
+        [f["name"], f"{f['action']} → {f['target']}", r.secs(f["at_s"]), (f["error"], "fail")]
+        for f in s["failed_faults"]
+    ]
+
+
+FAILED_FAULT_HEADERS = ("fault", "action → target", "attempted at", "error")
+FAILED_FAULTS_NOTE = "Faults that could not be applied (no window: not analysed, the gateway was not tested)"
 
 
 FAULT_HEADERS = (
@@ -163,9 +182,14 @@ def report_html(analysis: Analysis) -> str:
         if name in plots:
             parts += [r.image(plots[name], title)]
     parts.append("<h2>Faults</h2>")
+    if s["failed_faults"]:
+        parts += [
+            f"<p class='fail'>{r.escape(FAILED_FAULTS_NOTE)}:</p>",
+            r.html_table(FAILED_FAULT_HEADERS, failed_fault_rows(s)),
+        ]
     if s["faults"]:
         parts += [r.html_table(FAULT_HEADERS, fault_rows(s)), _plot(plots, "recovery", "Recovery per fault")]
-    else:
+    elif not s["failed_faults"]:
         parts.append("<p>No faults were injected.</p>")
     parts += ["<h2>Failover</h2>", _failover_html(s), _plot(plots, "providers", "Provider share over time")]
     parts += ["<h2>Circuit breakers</h2>", _breakers_html(s)]
@@ -270,8 +294,17 @@ def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
         "",
         r.markdown_table(("metric", "value"), overview_rows(s)),
     ]
+    if s["faults"] or s["failed_faults"]:
+        lines += ["", "### Faults"]
+    if s["failed_faults"]:
+        lines += [
+            "",
+            f"**{FAILED_FAULTS_NOTE}:**",
+            "",
+            r.markdown_table(FAILED_FAULT_HEADERS, failed_fault_rows(s)),
+        ]
     if s["faults"]:
-        lines += ["", "### Faults", "", r.markdown_table(FAULT_HEADERS, fault_rows(s))]
+        lines += ["", r.markdown_table(FAULT_HEADERS, fault_rows(s))]
     sub = s["subscription"]
     if sub["heads"]:
         lines += ["", "### Subscriptions", "", r.markdown_table(SUBSCRIBER_HEADERS, subscriber_rows(s))]

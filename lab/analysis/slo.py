@@ -3,7 +3,9 @@
 A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `SLOSpec`. `evaluate`
 checks them against a run's summary (the dict written to summary.json). A check whose measurement is
 missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict: an objective
-that cannot be verified has not been met. Every run also gets the implicit check `traffic_recorded`.
+that cannot be verified has not been met. Every run also gets the implicit check `traffic_recorded`,
+and a run whose record has fault events gets `faults_applied`: a planned fault that could not be applied
+left the gateway untested against it, so the run cannot pass.
 """
 
 from __future__ import annotations
@@ -83,11 +85,24 @@ def evaluate(spec: SLOSpec, summary: dict[str, Any]) -> SLOResult:
             else "no requests and no heads were recorded: the load never ran or its record is lost",
         )
     ]
+    if summary["faults"] or summary["failed_faults"]:
+        checks.append(_faults_applied(summary))
     for name, builder in _CHECKS.items():
         threshold = getattr(spec, name)
         if threshold is not None:
             checks.append(builder(float(threshold), summary))
     return SLOResult(checks)
+
+
+def _faults_applied(s: dict[str, Any]) -> SLOCheck:
+    failed = s["failed_faults"]
+    planned = len(s["faults"]) + len(failed)
+    objective = "every fault was applied"
+    if not failed:
+        return SLOCheck("faults_applied", objective, None, float(planned), "pass", f"{planned} of {planned}")
+    names = "; ".join(f"{f['fault_id']} ({f['error']})" for f in failed)
+    detail = f"{len(failed)} of {planned} could not be applied: {names}"
+    return SLOCheck("faults_applied", objective, None, float(planned - len(failed)), "fail", detail)
 
 
 def _at_most(
@@ -103,7 +118,7 @@ def _at_most(
 
 def _success_rate(threshold: float, s: dict[str, Any]) -> SLOCheck:
     actual = s["success_rate"]
-    objective = f"success rate ≥ {threshold:.4%}"
+    objective = f"success rate ≥ {_percent(threshold)}"
     if actual is None:
         return SLOCheck("success_rate", objective, threshold, None, "no_data", "no requests recorded")
     ok = s["requests"] - s["errors"]
@@ -172,6 +187,11 @@ _CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
     "recovery_s": _recovery,
     "breaker_opens": _breaker_opens,
 }
+
+
+def _percent(share: float) -> str:
+    """0.99 → "99%", 0.9995 → "99.95%" (no trailing zeros)."""
+    return f"{share * 100:.4f}".rstrip("0").rstrip(".") + "%"
 
 
 def _fmt(value: float) -> str:

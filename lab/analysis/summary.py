@@ -58,6 +58,17 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         **overall,
         "methods": per_method(requests, run.duration),
         "faults": faults,
+        "failed_faults": [
+            {
+                "fault_id": f.fault_id,
+                "name": f.name,
+                "action": f.action,
+                "target": f.target,
+                "at_s": f.at,
+                "error": f.error,
+            }
+            for f in run.failed_faults
+        ],
         "providers": {p["provider"]: p["share"] for p in providers},
         "failover": {
             "providers": providers,

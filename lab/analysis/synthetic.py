@@ -32,7 +32,8 @@ DEFAULT_METHODS: Mapping[str, float] = {"eth_blockNumber": 0.5, "eth_call": 0.3,
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault as the fault executor records it: a start event and (unless `end_s` is None) an end event."""
+    """A fault as the fault executor records it: a start event and (unless `end_s` is None) an end event;
+    with `failed` set, a single `failed` event with that error (it could not be applied)."""
 
     name: str
     start_s: float
@@ -40,6 +41,7 @@ class Fault:
     target: str = "provider-a"
     action: str = "toxic"
     params: Mapping[str, Any] = field(default_factory=dict)
+    failed: str | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +174,11 @@ def _fault_events(plan: SyntheticRun) -> list[dict[str, Any]]:
             "target": fault.target,
             "params": dict(fault.params),
         }
+        if fault.failed is not None:
+            events.append(
+                {"event": "failed", **base, "ts": plan.start_unix + fault.start_s, "error": fault.failed}
+            )
+            continue
         events.append({"event": "start", **base, "ts": plan.start_unix + fault.start_s})
         if fault.end_s is not None:
             events.append({"event": "end", **base, "ts": plan.start_unix + fault.end_s})

@@ -108,6 +108,67 @@ def test_overlapping_faults_are_judged_together(tmp_path: Path) -> None:
     assert c["baseline"]["from_s"] == 60.0  # 30 s before, clear of b's end at 50
 
 
+def test_a_recovery_shortly_before_a_back_to_back_fault_still_counts(tmp_path: Path) -> None:
+    # Errors in [30, 38), the next fault at 45: no whole 10 s window fits after 38, the cut ones do.
+    plan = SyntheticRun(
+        duration_s=90, faults=[Fault("a", 20, 40), Fault("b", 45, 60)], bursts=[ErrorBurst(30, 38)]
+    )
+    a = run_analysis(tmp_path, plan).summary["faults"][0]
+    assert a["horizon_s"] == 45.0
+    assert a["recovery_status"] == "recovered"
+    assert a["recovery_s"] == 18.0 and a["recovery_after_end_s"] == 0.0
+
+
+def test_errors_just_before_the_horizon_are_judged(tmp_path: Path) -> None:
+    # The last 2 s before the next fault fail: the last (cut, 5 s) window holds them, so not recovered.
+    plan = SyntheticRun(
+        duration_s=90, faults=[Fault("a", 20, 40), Fault("b", 45, 60)], bursts=[ErrorBurst(43, 45)]
+    )
+    a = run_analysis(tmp_path, plan).summary["faults"][0]
+    assert a["recovery_status"] == "not_recovered"
+    assert a["time_to_first_error_s"] == 23.0
+
+
+def test_a_fault_that_could_not_be_applied_is_listed_and_never_analysed(tmp_path: Path) -> None:
+    plan = SyntheticRun(
+        duration_s=90,
+        faults=[
+            Fault("applied", 20, 30),
+            Fault("broken", 50, 70, failed="ToxiproxyError: 404 no such proxy"),
+        ],
+        bursts=[ErrorBurst(55, 60)],  # errors in the failed fault's planned window: not its doing
+    )
+    analysis = run_analysis(tmp_path, plan)
+    summary = analysis.summary
+    assert [f["name"] for f in summary["faults"]] == ["applied"]
+    assert summary["faults"][0]["horizon_s"] == 90.0  # a failed fault does not cut the horizon
+    assert summary["failed_faults"] == [
+        {"fault_id": "f2", "name": "broken", "action": "toxic", "target": "provider-a", "at_s": 50.0,
+         "error": "ToxiproxyError: 404 no such proxy"}
+    ]  # fmt: skip
+    assert any("could not be applied" in w and "broken" in w for w in summary["warnings"])
+    check = next(c for c in analysis.slo.checks if c.name == "faults_applied")
+    assert check.status == "fail" and "f2" in check.detail and check.actual == 1.0
+    assert analysis.slo.passed is False
+
+
+def test_a_failed_lift_and_an_end_reason_are_kept(tmp_path: Path) -> None:
+    path = write_run(
+        SyntheticRun(duration_s=60, faults=[Fault("a", 10, 20), Fault("b", 30, 40)]), tmp_path / "r"
+    )
+    lines = (path / "faults.jsonl").read_text().splitlines()
+    ends = [i for i, line in enumerate(lines) if '"end"' in line]
+    lines[ends[0]] = lines[ends[0]][:-1] + ', "error": "ToxiproxyError: timeout"}'
+    lines[ends[1]] = lines[ends[1]][:-1] + ', "reason": "run ended"}'
+    (path / "faults.jsonl").write_text("\n".join(lines) + "\n")
+    summary = analyse(load_run(path)).summary
+    a, b = summary["faults"]
+    assert a["lift_error"] == "ToxiproxyError: timeout" and a["end_reason"] is None
+    assert b["end_reason"] == "run ended" and b["lift_error"] is None
+    assert any("could not be lifted" in w for w in summary["warnings"])
+    assert next(c for c in summary["slo"]["checks"] if c["name"] == "faults_applied")["status"] == "pass"
+
+
 def test_provider_outage_gives_the_planted_drain_and_return_times(tmp_path: Path) -> None:
     plan = SyntheticRun(
         duration_s=120,

@@ -125,6 +125,13 @@ def test_pure_noise_is_no_change(tmp_path: Path, seed: int) -> None:
     assert set(verdicts(result).values()) == {"no_change"}
 
 
+def test_a_run_against_itself_is_no_change_with_zero_differences(tmp_path: Path) -> None:
+    path = run(tmp_path, "a", seed=9, bursts=[ErrorBurst(40, 43), ErrorBurst(80, 81, error_rate=0.3)])
+    result = compare_api(path, path)
+    assert set(verdicts(result).values()) == {"no_change"}
+    assert all(m["difference"] in (0, None) for m in result["metrics"]), result["metrics"]
+
+
 def test_pure_noise_passes_the_command(tmp_path: Path) -> None:
     code, result = compare(run(tmp_path, "a", seed=8), run(tmp_path, "b", seed=108))
     assert code == 0 and result["verdict"] == "no_change"

@@ -103,3 +103,18 @@ def test_summary_md_states_the_verdict_and_the_slo_table(written: Path) -> None:
     assert text.startswith("## FAIL: synthetic")
     assert "| success_rate |" in text and "| FAIL |" in text
     assert "report.html" in text
+
+
+def test_a_fault_that_was_not_applied_shows_in_every_output(tmp_path: Path) -> None:
+    plan = SyntheticRun(
+        duration_s=60, faults=[Fault("ok", 10, 20), Fault("broken", 30, 40, failed="DockerException: gone")]
+    )
+    path = write_run(plan, tmp_path / "run")
+    write_report(analyse(load_run(path)), path)
+    html = (path / "report.html").read_text()
+    assert "could not be applied" in html and "DockerException: gone" in html
+    md = (path / "summary.md").read_text()
+    assert md.startswith("## FAIL") and "| broken | toxic → provider-a | 30 s | DockerException: gone |" in md
+    root = ET.parse(path / "junit.xml").getroot()
+    failed = [c.get("name", "") for c in root.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["faults_applied: every fault was applied"]

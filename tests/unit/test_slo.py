@@ -51,7 +51,7 @@ def test_every_objective_met_exits_zero(tmp_path: Path) -> None:
     assert code == 0, output
     assert "PASS" in output
     assert {name: c["status"] for name, c in checks(path).items()} == dict.fromkeys(
-        ["traffic_recorded", *slos], "pass"
+        ["traffic_recorded", "faults_applied", *slos], "pass"
     )
     # Target 90 %: the window [24, 34) holds 100 failures in 1,000 requests, exactly 90 %, so it is good.
     assert checks(path)["recovery_s"]["actual"] == 4.0
