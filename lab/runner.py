@@ -444,6 +444,7 @@ def analyse(run_dir: Path, console: Any) -> str | None:
 
 
 def execute(options: RunOptions, console: Any) -> int:
+    from lab.cleanup import termination_guard
     from lab.images import BadImageMode, ImageError
     from lab.topology import LabError
 
@@ -462,7 +463,8 @@ def execute(options: RunOptions, console: Any) -> int:
     run = Run(options, prepared, console)
     code = EXIT_OK
     try:
-        run.execute()
+        with termination_guard:  # SIGTERM is a Ctrl-C from here on, also while the images build
+            run.execute()
         run.save(outcome="completed")
     except KeyboardInterrupt:
         run.save(outcome="interrupted")

@@ -5,7 +5,9 @@ Faults tab in the web UI. `lab run` starts Locust with this file; by hand:
         locust -f locustfiles/scenario.py -H http://127.0.0.1:4000
 
 The shape (steady, ramp, spike, step) and the run's length come from LAB_LOAD; Locust's -u/-r/-t are
-ignored when a shape is present (that is Locust's rule for shapes).
+ignored when a shape is present (that is Locust's rule for shapes). Without LAB_LOAD there is no shape:
+the web UI's (or -u/-r's) user count drives, HTTP users plus the subscribers LAB_LOAD_NEW_HEADS and
+LAB_LOAD_LOGS ask for (none unless asked: they would otherwise take a share of the users).
 """
 
 from __future__ import annotations
@@ -15,18 +17,25 @@ import time
 from typing import Any
 
 import orjson
+import ws_user
 from http_user import LOAD, SETTINGS, JsonRpcUser
 from locust import LoadTestShape, events
-from ws_user import LogsSubscriber, NewHeadsSubscriber
 
 from lab.load.shape import users_at
 
-__all__ = ["JsonRpcUser", "LabShape", "LogsSubscriber", "NewHeadsSubscriber"]
+__all__ = ["JsonRpcUser", "LabShape"]
 STARTED_MARKER = "locust/started.json"
+
+if ws_user.CONFIGURED:  # Locust runs the User classes it finds in this module
+    NewHeadsSubscriber, LogsSubscriber = ws_user.NewHeadsSubscriber, ws_user.LogsSubscriber
+    __all__ += ["LogsSubscriber", "NewHeadsSubscriber"]
 
 
 class LabShape(LoadTestShape):
-    """The scenario's load shape; subscribers come on top of the HTTP users."""
+    """The scenario's load shape; subscribers come on top of the HTTP users. Only with LAB_LOAD (as
+    `lab run` sets it): by hand without it, the web UI's user count and spawn rate drive."""
+
+    abstract = not os.environ.get("LAB_LOAD")
 
     def tick(self) -> tuple[int, float] | None:
         wanted = users_at(LOAD, self.get_run_time())
@@ -46,6 +55,26 @@ def _mark_start(environment: Any, **_: Any) -> None:
     try:
         with marker.open("xb") as fh:
             fh.write(orjson.dumps({"ts": time.time(), "pid": os.getpid()}))
+    except FileExistsError:
+        pass
+
+
+@events.init.add_listener
+def _manual_manifest(environment: Any, **_: Any) -> None:
+    """By hand (no `lab run`, so no manifest yet), a minimal manifest makes the record analysable with
+    `lab report` (no SLOs: the figures, no verdict). First writer wins; `lab run` writes its own first."""
+    if SETTINGS.run_dir is None:
+        return
+    SETTINGS.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "run_id": SETTINGS.run_dir.name,
+        "scenario": {"name": "manual", "description": "a Locust session by hand (web UI or CLI)"},
+        "load": orjson.loads(LOAD.model_dump_json()),
+        "created": time.time(),
+    }
+    try:
+        with (SETTINGS.run_dir / "manifest.json").open("xb") as fh:
+            fh.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
     except FileExistsError:
         pass
 

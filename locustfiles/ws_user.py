@@ -23,7 +23,8 @@ from lab.load.ws import Kind, Subscription
 SETTINGS = settings_from_env()
 LOAD = SETTINGS.load
 install(events, SETTINGS.run_dir)
-_CONFIGURED = any(os.environ.get(name) for name in ("LAB_LOAD", "LAB_LOAD_NEW_HEADS", "LAB_LOAD_LOGS"))
+# Subscriber counts given: exactly that many of each kind (fixed_count); else newHeads takes every user.
+CONFIGURED = any(os.environ.get(name) for name in ("LAB_LOAD", "LAB_LOAD_NEW_HEADS", "LAB_LOAD_LOGS"))
 _numbers = itertools.count()
 
 
@@ -92,11 +93,11 @@ class _Subscriber(User):
 
 class NewHeadsSubscriber(_Subscriber):
     kind = "newHeads"
-    abstract = _CONFIGURED and LOAD.subscribers.new_heads == 0
-    fixed_count = LOAD.subscribers.new_heads if _CONFIGURED else 0
+    abstract = CONFIGURED and LOAD.subscribers.new_heads == 0
+    fixed_count = LOAD.subscribers.new_heads if CONFIGURED else 0
 
 
 class LogsSubscriber(_Subscriber):
     kind = "logs"
-    abstract = not _CONFIGURED or LOAD.subscribers.logs == 0
+    abstract = not CONFIGURED or LOAD.subscribers.logs == 0
     fixed_count = LOAD.subscribers.logs

@@ -3,7 +3,7 @@ timeline that can be planned. Each problem names its field by path, like pydanti
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lab.scenario.models import ALL, GATEWAY, RANDOM, RESERVED_TARGETS
 
@@ -59,12 +59,9 @@ def _entry_issues(i: int, entry: object, providers: list[str], ids: list[str]) -
     issues: list[tuple[str, str]] = []
     action = entry.action
     path = f"faults[{i}]"
-    known = ", ".join([*providers, GATEWAY, ALL, RANDOM])
     target = entry.target
-    if target is None:
-        issues.append((f"{path}.target", f"required: one of {known}"))
-    elif target not in RESERVED_TARGETS and target not in providers:
-        issues.append((f"{path}.target", f"unknown target {target!r}; expected one of {known}"))
+    if target is None or (target not in RESERVED_TARGETS and target not in providers):
+        issues.append(_target_issue(path, target, providers))
     elif target == GATEWAY and "gateway" not in action.targets:
         issues.append((f"{path}.target", f"{action.type} applies to providers, not the gateway"))
     elif target != GATEWAY and "provider" not in action.targets:
@@ -83,7 +80,50 @@ def _entry_issues(i: int, entry: object, providers: list[str], ids: list[str]) -
         )
     if entry.after is not None:
         if entry.after not in ids:
-            issues.append((f"{path}.after", f"no entry with id {entry.after!r}; ids: {', '.join(ids)}"))
+            issues.append(_after_issue(path, entry.after, ids))
         elif entry.after == ids[i]:
             issues.append((f"{path}.after", "an entry cannot start after itself"))
+    return issues
+
+
+def _target_issue(path: str, target: object, providers: list[str]) -> tuple[str, str]:
+    known = ", ".join([*providers, GATEWAY, ALL, RANDOM])
+    if target is None:
+        return f"{path}.target", f"required: one of {known}"
+    return f"{path}.target", f"unknown target {target!r}; expected one of {known}"
+
+
+def _after_issue(path: str, after: object, ids: list[str]) -> tuple[str, str]:
+    return f"{path}.after", f"no entry with id {after!r}; ids: {', '.join(filter(None, ids))}"
+
+
+def reference_issues(data: object) -> list[tuple[str, str]]:
+    """Unknown targets and `after:` ids in a scenario as read (plain data), for a scenario that also has
+    field errors: the model's own checks run only once every field is valid, and a user fixing the
+    file should see every problem at once. Whatever cannot be told from the data is left out."""
+    if not isinstance(data, dict):
+        return []
+    topology = data.get("topology")
+    raw_providers = topology.get("providers") if isinstance(topology, dict) else None
+    if not isinstance(raw_providers, list):
+        return []
+    providers = [p["id"] for p in raw_providers if isinstance(p, dict) and isinstance(p.get("id"), str)]
+    faults = data.get("faults")
+    if not isinstance(faults, list):
+        return []
+
+    def default_id(i: int, entry: Any) -> str:
+        action = entry.get("action") if isinstance(entry, dict) else None
+        return str(action.get("type") if isinstance(action, dict) else "?") + f"-{i}"
+
+    ids = [str(e.get("id") or default_id(i, e)) if isinstance(e, dict) else "" for i, e in enumerate(faults)]
+    issues = []
+    for i, entry in enumerate(faults):
+        if not isinstance(entry, dict):
+            continue  # pydantic reports it
+        target, after = entry.get("target"), entry.get("after")
+        if target is None or (isinstance(target, str) and target not in {*RESERVED_TARGETS, *providers}):
+            issues.append(_target_issue(f"faults[{i}]", target, providers))
+        if isinstance(after, str) and after not in ids:
+            issues.append(_after_issue(f"faults[{i}]", after, ids))
     return issues

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lab.scenario.checks import ScenarioIssues
+from lab.scenario.checks import ScenarioIssues, reference_issues
 from lab.scenario.models import Scenario
 
 
@@ -68,7 +68,14 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        raise ScenarioError(source, describe_errors(exc, root)) from None
+        problems = describe_errors(exc, root)
+        reported = {p.path for p in problems}
+        problems += [
+            Problem(path, message, _line(root, _split(path)))
+            for path, message in reference_issues(data)
+            if path not in reported
+        ]
+        raise ScenarioError(source, sorted(problems, key=lambda p: p.line or 0)) from None
 
 
 def describe_errors(exc: ValidationError, root: yaml.Node | None = None) -> list[Problem]:

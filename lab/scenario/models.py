@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from lab.provider.specs import Behavior, Healthy
 from lab.scenario.durations import Duration
@@ -274,8 +282,14 @@ class SlicerAction(ToxicAction):
 
     type: Literal["slicer"]
     average_size: PositiveInt
-    size_variation: NonNegativeInt = 0
+    size_variation: PositiveInt  # Toxiproxy's Go slicer panics on 0 or on >= average_size
     delay: Duration = 0.0
+
+    @model_validator(mode="after")
+    def _variation_below_size(self) -> SlicerAction:
+        if self.size_variation >= self.average_size:
+            raise ValueError("size_variation must be smaller than average_size")
+        return self
 
     def toxic_attributes(self) -> dict[str, int]:
         return {
@@ -296,11 +310,40 @@ class LimitDataAction(ToxicAction):
 
 
 class GenericToxicAction(ToxicAction):
-    """Any toxic type with its attributes in Toxiproxy's own units (e.g. a server's extra toxics)."""
+    """Any Toxiproxy toxic type with its attributes in Toxiproxy's own units (ms, KB/s, bytes, µs)."""
 
     type: Literal["toxic"]
     toxic: Annotated[str, Field(min_length=1)]
     attributes: dict[str, int | float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_toxic(self) -> GenericToxicAction:
+        # Checked here, not when the nemesis applies it mid-run: Toxiproxy refuses unknown types and
+        # attributes. lab.faults' typed toxics are the one list of types and attributes.
+        from lab.faults.toxics import TOXIC_TYPES
+
+        if self.toxic == "noop":  # Toxiproxy's toxic that does nothing (no attributes)
+            if self.attributes:
+                raise ValueError("the noop toxic takes no attributes")
+            return self
+        model = TOXIC_TYPES.get(self.toxic)
+        if model is None:
+            known = ", ".join([*TOXIC_TYPES, "noop"])
+            raise ValueError(f"unknown toxic {self.toxic!r}; expected one of: {known}")
+        known = set(model.model_fields) - set(model._common)
+        unknown = sorted(set(self.attributes) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown attribute(s) {', '.join(unknown)} of toxic {self.toxic!r}; "
+                f"expected: {', '.join(sorted(known))}"
+            )
+        try:
+            model.model_validate(self.toxic_attributes())  # ranges (no negative latency, ...)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, error["loc"]))
+            raise ValueError(f"attributes.{where}: {error['msg']}" if where else error["msg"]) from None
+        return self
 
     def toxic_type(self) -> str:
         return self.toxic

@@ -8,7 +8,8 @@ container (which reaches Toxiproxy and the providers by their network aliases):
     LAB_TOXIPROXY_URL  Toxiproxy's API, e.g. http://toxiproxy:8474
     LAB_PROVIDERS      "id=http_proxy,ws_proxy,control_url;..." or a JSON list of
                        {"id", "proxies": {"http", "ws"}, "control_url", "container"}
-    LAB_CONTAINERS     "id=container_name;gateway=container_name" (enables kill/restart through Docker)
+    LAB_CONTAINERS     "id=container;gateway=container" (enables kill/restart through Docker): a
+                       container name or id, or a service of the compose project this process runs in
     LAB_RUN_DIR        where faults.jsonl goes (unset: not recorded)
 
 Only `requests` is used (Locust depends on it); the Docker SDK is imported on first use, after Locust.
@@ -16,8 +17,10 @@ Only `requests` is used (Locust depends on it); the Docker SDK is imported on fi
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -44,9 +47,15 @@ class ProviderConfig:
     container: str | None = None
 
 
+def containers_from_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """LAB_CONTAINERS: target (a provider id or `gateway`) -> container name, id or compose service."""
+    pairs = (item.split("=", 1) for item in env.get("LAB_CONTAINERS", "").split(";") if "=" in item)
+    return {target.strip(): name.strip() for target, name in pairs if target.strip() and name.strip()}
+
+
 def providers_from_env(env: Mapping[str, str] = os.environ) -> list[ProviderConfig]:
     raw = env.get("LAB_PROVIDERS", "").strip()
-    containers = dict(item.split("=", 1) for item in env.get("LAB_CONTAINERS", "").split(";") if "=" in item)
+    containers = containers_from_env(env)
     if raw.startswith("["):
         entries = orjson.loads(raw)
         return [
@@ -111,7 +120,10 @@ class FaultAPI:
 
             record = EventLog(run_dir, "faults").append
         return cls(
-            toxiproxy_url=env.get("LAB_TOXIPROXY_URL"), providers=providers_from_env(env), record=record
+            toxiproxy_url=env.get("LAB_TOXIPROXY_URL"),
+            providers=providers_from_env(env),
+            containers=containers_from_env(env),  # the gateway's too, not only the providers'
+            record=record,
         )
 
     # --- what the page shows -------------------------------------------------------------------------
@@ -293,7 +305,7 @@ class FaultAPI:
             import docker  # after Locust's monkey-patching, as it must be
 
             self._docker = docker.from_env()
-        container = self._docker.containers.get(name)
+        container = find_container(self._docker, name)
         if action == "kill":
             container.kill()
         elif action == "stop":
@@ -311,3 +323,25 @@ class FaultAPI:
                 container.start()
 
         return start
+
+
+def find_container(client: Any, name: str, *, own_id: str | None = None) -> Any:
+    """The container called `name`, or else the container of compose service `name` in the compose
+    project this process runs in (docker-compose v1 names containers `<project>_<service>_1`, so the
+    compose file can only name services). `own_id` defaults to the hostname, a container's short id."""
+    from docker.errors import NotFound
+
+    try:
+        return client.containers.get(name)
+    except NotFound:
+        pass
+    labels = [f"com.docker.compose.service={name}"]
+    with contextlib.suppress(NotFound):
+        own = client.containers.get(own_id or socket.gethostname())
+        project = own.labels.get("com.docker.compose.project")
+        if project:
+            labels.append(f"com.docker.compose.project={project}")
+    found = client.containers.list(all=True, filters={"label": labels})
+    if not found:
+        raise FaultRequestError(f"no container {name!r}, nor a compose service of that name")
+    return found[0]

@@ -88,6 +88,11 @@ def test_every_request_and_head_is_recorded(gateway_url: str, tmp_path: Path) ->
         assert received["block_timestamp"].notna().all()
     assert (heads["subscription"] == "logs").any()
 
+    # run by hand (no `lab run` manifest): a minimal one, so that `lab report` can read the record
+    from lab.analysis.loading import load_run
+
+    assert load_run(tmp_path).manifest["scenario"]["name"] == "manual"
+
 
 def test_each_locust_process_writes_its_own_parts(gateway_url: str, tmp_path: Path) -> None:
     load = {"users": 4, "spawn_rate": 4, "duration": "4s", "rate_per_user": 10}
@@ -97,3 +102,30 @@ def test_each_locust_process_writes_its_own_parts(gateway_url: str, tmp_path: Pa
     writers = {p.name.split("-000")[0] for p in (tmp_path / "requests").glob("part-*.parquet")}
     assert len(writers) == 2
     assert requests["ok"].all()
+
+
+def locustfile_classes(env: dict[str, str]) -> dict:
+    """The user classes and shape Locust finds in locustfiles/scenario.py under `env` (own process)."""
+    probe = (
+        "import json, sys; from locust.util.load_locustfile import load_locustfile; "
+        "users, shapes = load_locustfile(sys.argv[1]); "
+        "print(json.dumps({'users': {n: c.fixed_count for n, c in users.items()}, "
+        "'shapes': [type(s).__name__ for s in shapes]}))"
+    )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    result = subprocess.run(
+        [sys.executable, "-c", probe, str(ROOT / "locustfiles" / "scenario.py")],
+        env={**clean, **env}, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return orjson.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_by_hand_the_web_ui_user_count_drives_and_subscribers_come_only_when_asked() -> None:
+    # lab run: the scenario's shape, and exactly the subscribers it asks for
+    found = locustfile_classes({"LAB_LOAD": '{"subscribers": {"new_heads": 2}}'})
+    assert found == {"users": {"JsonRpcUser": 0, "NewHeadsSubscriber": 2}, "shapes": ["LabShape"]}
+    # by hand (the compose lab): no shape, so the web UI's user count is used; subscribers when asked
+    assert locustfile_classes({}) == {"users": {"JsonRpcUser": 0}, "shapes": []}
+    found = locustfile_classes({"LAB_LOAD_NEW_HEADS": "2", "LAB_LOAD_LOGS": "1"})
+    assert found["users"] == {"JsonRpcUser": 0, "NewHeadsSubscriber": 2, "LogsSubscriber": 1}
+    assert found["shapes"] == []

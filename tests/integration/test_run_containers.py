@@ -1,5 +1,5 @@
-"""`lab run` end to end in containers: the smoke scenario passes, and an interrupted run lifts its
-faults, tears the lab down and keeps its record."""
+"""`lab run` end to end in containers: the smoke scenario passes (with two Locust workers), and an
+interrupted run lifts its faults, tears the lab down and keeps its record."""
 
 from __future__ import annotations
 
@@ -31,7 +31,9 @@ def only_run_dir(out: Path) -> Path:
 
 def test_smoke_scenario_end_to_end(lab_images: Any, tmp_path: Path) -> None:
     result = subprocess.run(
-        lab_run(str(ROOT / "toxics" / "smoke.yml"), "--duration", "20s", "--out", str(tmp_path)),
+        lab_run(
+            str(ROOT / "toxics" / "smoke.yml"), "--duration", "20s", "--workers", "2", "--out", str(tmp_path)
+        ),
         capture_output=True, text=True, timeout=600, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
@@ -51,6 +53,7 @@ def test_smoke_scenario_end_to_end(lab_images: Any, tmp_path: Path) -> None:
     assert faults[0]["ts"] - manifest["started"] == pytest.approx(10, abs=1.5)
     requests = read_table(run_dir, "requests")
     assert len(requests) > 200 and set(requests["provider"].dropna()) == {"primary", "secondary", "tertiary"}
+    assert requests["worker"].nunique() == 2, "--workers 2: both Locust processes recorded"
     assert len(read_table(run_dir, "heads")) > 0
     assert len(read_table(run_dir, "provider_stats")) > 0 and len(read_table(run_dir, "metrics")) > 0
     assert (run_dir / "gateway_events.jsonl").exists()

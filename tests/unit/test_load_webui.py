@@ -157,3 +157,103 @@ def test_routes_serve_the_page_and_the_api(fake_lab: str, tmp_path: Path) -> Non
     assert client.post("/lab/faults/api/lift", json={"fault_id": "webui-1"}).get_json()["ok"]
     assert client.post("/lab/faults/api/lift", json={"fault_id": "webui-1"}).status_code == 400
     assert client.get("/lab/faults/api/state").get_json()["active"] == []
+
+
+# --- containers: kill/restart through Docker, by name or compose service ----------------------------------
+
+
+class FakeContainer:
+    def __init__(self, name: str, labels: dict[str, str]) -> None:
+        self.name, self.labels, self.status, self.actions = name, labels, "running", []
+
+    def kill(self) -> None:
+        self.actions.append("kill")
+        self.status = "exited"
+
+    def reload(self) -> None:
+        pass
+
+    def start(self) -> None:
+        self.actions.append("start")
+        self.status = "running"
+
+
+class FakeDocker:
+    """The parts of docker.DockerClient the tab uses; containers by name and by label filter."""
+
+    def __init__(self, containers: list[FakeContainer]) -> None:
+        self.all = containers
+        self.containers = self
+
+    def get(self, name: str) -> FakeContainer:
+        from docker.errors import NotFound
+
+        for container in self.all:
+            if container.name == name:
+                return container
+        raise NotFound(name)
+
+    def list(self, all: bool, filters: dict[str, list[str]]) -> list[FakeContainer]:
+        wanted = dict(label.split("=", 1) for label in filters["label"])
+        return [c for c in self.all if all and wanted.items() <= c.labels.items()]
+
+
+def compose_labels(project: str, service: str) -> dict[str, str]:
+    return {"com.docker.compose.project": project, "com.docker.compose.service": service}
+
+
+def test_containers_are_found_by_name_or_by_service_in_our_own_compose_project() -> None:
+    from lab.webui.faults import find_container
+
+    docker = FakeDocker(
+        [
+            FakeContainer("other_gateway_1", compose_labels("other", "gateway")),
+            FakeContainer("main_gateway_1", compose_labels("main", "gateway")),
+            FakeContainer("abc123", compose_labels("main", "locust-master")),  # us (hostname = short id)
+            FakeContainer("lab-xyz-p1", {}),
+        ]
+    )
+    assert find_container(docker, "lab-xyz-p1", own_id="abc123").name == "lab-xyz-p1"
+    assert find_container(docker, "gateway", own_id="abc123").name == "main_gateway_1"
+    with pytest.raises(FaultRequestError, match="nor a compose service"):
+        find_container(docker, "p9", own_id="abc123")
+
+
+def test_the_gateway_container_from_the_environment_can_be_killed_and_started(
+    fake_lab: str, tmp_path: Path
+) -> None:
+    env = {
+        "LAB_TOXIPROXY_URL": fake_lab,
+        "LAB_PROVIDERS": "alpha=alpha_http,,",
+        "LAB_CONTAINERS": "gateway=gw",
+    }
+    api = FaultAPI.from_env(env, run_dir=tmp_path)
+    gateway = FakeContainer("gw", {})
+    api._docker = FakeDocker([gateway])
+    assert api.state()["gateway_container"] is True
+    fault_id = api.apply("gateway", "kill", {})
+    api.lift(fault_id)
+    assert gateway.actions == ["kill", "start"]
+    assert [(e["event"], e["target"]) for e in iter_events(tmp_path, "faults")] == [
+        ("start", "gateway"), ("end", "gateway"),
+    ]  # fmt: skip
+
+
+def test_the_compose_labs_faults_tab_names_real_proxies_services_and_a_writable_run_dir() -> None:
+    import yaml
+
+    from lab.webui.faults import containers_from_env
+
+    root = Path(__file__).resolve().parents[2]
+    compose = yaml.safe_load((root / "docker-compose.yml").read_text())
+    env = compose["services"]["locust-master"]["environment"]
+    proxies = {p["name"] for p in orjson.loads((root / "lab/images/compose/toxiproxy.json").read_bytes())}
+    providers = providers_from_env(env)
+    assert [p.id for p in providers] == ["p1", "p2", "p3"]
+    assert {name for p in providers for name in p.proxies.values()} == proxies
+    assert set(containers_from_env(env).values()) <= set(compose["services"])
+    assert env["LAB_TOXIPROXY_URL"] == "http://toxiproxy:8474"
+    # the run dir lies in the volume mounted at the image user's home, which the user owns
+    for service in ("locust-master", "locust-worker"):
+        assert "lab-reports:/home/lab" in compose["services"][service]["volumes"]
+        assert compose["services"][service]["environment"]["LAB_RUN_DIR"].startswith("/home/lab/")

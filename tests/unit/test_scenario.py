@@ -140,6 +140,21 @@ def test_every_problem_is_reported_at_once() -> None:
     assert [e.split(": ")[1] for e in errors] == ["load.users", "load.spawn_rate", "slos.p95_ms"]
 
 
+def test_reference_problems_are_reported_beside_field_errors() -> None:
+    # the model's cross-field checks run only once every field is valid: the references are checked too
+    faults = (
+        "faults:\n"
+        "  - {id: a, start: soon, target: alpha, action: {type: cut}}\n"
+        "  - {id: b, target: delta, action: {type: cut}}\n"
+        "  - {after: nope, target: beta, action: {type: cut}}\n"
+    )
+    errors = errors_of(BASE + faults)
+    assert [e.split(": ")[1] for e in errors] == ["faults[0].start", "faults[1].target", "faults[2].after"]
+    assert errors[1].endswith(
+        "unknown target 'delta'; expected one of alpha, beta, gamma, gateway, all, random (line 6)"
+    )
+
+
 @pytest.mark.parametrize(
     ("faults", "expected"),
     [
@@ -183,12 +198,32 @@ def test_every_problem_is_reported_at_once() -> None:
             "[{target: alpha, action: {type: flap, interval: 2s, down: 3s}}]",
             "down must be shorter than interval",
         ),
+        (
+            "[{target: alpha, action: {type: toxic, toxic: latensy}}]",
+            "faults[0].action: unknown toxic 'latensy'; expected one of: latency, bandwidth",
+        ),
+        (
+            "[{target: alpha, action: {type: toxic, toxic: slicer, attributes: {size: 3}}}]",
+            "unknown attribute(s) size of toxic 'slicer'; expected: average_size, delay, size_variation",
+        ),
+        (
+            "[{target: alpha, action: {type: toxic, toxic: latency, attributes: {latency: -1}}}]",
+            "faults[0].action: attributes.latency: expected greater than or equal to 0",
+        ),
     ],
 )
 def test_cross_field_problems_name_their_field(faults: str, expected: str) -> None:
     errors = errors_of(BASE + f"faults: {faults}\n")
     assert any(expected in e for e in errors), errors
     assert all(e.startswith("toxics/x.yml: ") for e in errors)
+
+
+def test_a_known_toxic_by_name_is_accepted() -> None:
+    text = (
+        BASE + "faults: [{target: alpha, action: {type: toxic, toxic: bandwidth, attributes: {rate: 0}}}]\n"
+    )
+    [entry] = parse_scenario(text).faults
+    assert entry.action.to_toxic()["attributes"] == {"rate": 0}
 
 
 def test_duplicate_and_reserved_provider_ids() -> None:

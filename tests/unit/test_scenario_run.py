@@ -125,3 +125,31 @@ def test_the_verdict_comes_from_the_summary(
 
     monkeypatch.setattr(subprocess, "run", fake_report)
     assert analyse(tmp_path, Console(quiet=True)) == verdict
+
+
+def test_sigterm_before_the_lab_is_up_is_an_interruption(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+
+    import orjson
+    from rich.console import Console
+
+    from lab import runner
+
+    def terminated_while_images_build(self: runner.Run) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread before kill returns
+
+    ignored: list[int] = []
+    monkeypatch.setattr(runner.Run, "execute", terminated_while_images_build)
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: ignored.append(signum))
+    try:
+        code = runner.execute(RunOptions(SMOKE, out=tmp_path, report=False), Console(quiet=True))
+        restored = signal.getsignal(signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 130 and ignored == [], "SIGTERM reached the run as an interruption"
+    [run_dir] = list(tmp_path.iterdir())
+    assert orjson.loads((run_dir / "manifest.json").read_bytes())["outcome"] == "interrupted"
+    assert restored is not None and restored != signal.SIG_DFL, "the previous handler is back"
