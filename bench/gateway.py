@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -35,6 +33,9 @@ import orjson
 
 from lab.gateway.launch import start_gateway_process
 from lab.provider.launch import start_provider_process
+
+# The closed-loop drivers are the provider benchmark's (bench/ is on sys.path when this runs as a script).
+from provider import cpu_seconds, run_aiohttp, run_wrk  # isort: skip
 
 MAX_DURATION_S = 60.0
 TARGET_ADDED_P50_MS = 1.0
@@ -118,89 +119,6 @@ def open_loop(url: str, rate: float, duration: float, cpu: int | None) -> OpenLo
         return runner.run(main())
 
 
-@dataclass
-class ClosedLoop:
-    requests: int
-    errors: int
-    seconds: float
-    p50_ms: float
-    p99_ms: float
-
-    @property
-    def rps(self) -> float:
-        return self.requests / self.seconds
-
-
-def closed_loop_wrk(url: str, connections: int, duration: float, cpu: int | None) -> ClosedLoop:
-    script = "\n".join(
-        [
-            'wrk.method = "POST"',
-            f"wrk.body = [[{BODY.decode()}]]",
-            'wrk.headers["Content-Type"] = "application/json"',
-        ]
-    )
-    with tempfile.NamedTemporaryFile("w", suffix=".lua") as lua:
-        lua.write(script)
-        lua.flush()
-        command = ["wrk", "-t1", f"-c{connections}", f"-d{duration:.0f}s", "--latency", "-s", lua.name, url]
-        if cpu is not None:
-            command = ["taskset", "-c", str(cpu), *command]
-        output = subprocess.run(
-            command, capture_output=True, text=True, check=True, timeout=duration + 30
-        ).stdout
-    totals = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)\b", output)
-    assert totals is not None, output
-    seconds = float(totals.group(2)) * {"ms": 1e-3, "s": 1.0, "m": 60.0}[totals.group(3)]
-    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", output))
-    socket_errors = re.search(r"Socket errors: (.*)", output)
-    if socket_errors:
-        errors += sum(int(n) for n in re.findall(r"\d+", socket_errors.group(1)))
-
-    def percentile(label: str) -> float:
-        match = re.search(rf"^\s+{label}\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
-        assert match is not None, output
-        return float(match.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[match.group(2)]
-
-    return ClosedLoop(int(totals.group(1)), errors, seconds, percentile("50%"), percentile("99%"))
-
-
-def closed_loop_aiohttp(url: str, connections: int, duration: float, cpu: int | None) -> ClosedLoop:
-    import aiohttp
-
-    if cpu is not None:
-        os.sched_setaffinity(0, {cpu})
-
-    async def main() -> ClosedLoop:
-        latencies: list[float] = []
-        errors = 0
-        headers = {"Content-Type": "application/json"}
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections)) as client:
-            deadline = time.perf_counter() + duration
-
-            async def worker() -> None:
-                nonlocal errors
-                while time.perf_counter() < deadline:
-                    started = time.perf_counter()
-                    async with client.post(url, data=BODY, headers=headers) as response:
-                        await response.read()
-                        errors += response.status != 200
-                    latencies.append((time.perf_counter() - started) * 1000)
-
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(connections)))
-            elapsed = time.perf_counter() - started
-        cuts = statistics.quantiles(latencies, n=100)
-        return ClosedLoop(len(latencies), errors, elapsed, cuts[49], cuts[98])
-
-    return asyncio.run(main())
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def row(label: str, *cells: object) -> str:
     return f"{label:14}" + "".join(f"{cell!s:>12}" for cell in cells)
 
@@ -280,14 +198,14 @@ def main() -> None:
                 "(added: pooled p - direct p; added, median: median over rounds of the same, round by round)"
             )
 
-            drive = closed_loop_wrk if args.client == "wrk" else closed_loop_aiohttp
+            drive = run_wrk if args.client == "wrk" else run_aiohttp
             print(f"\nthroughput: {args.client}, {args.connections} keep-alive connections, {duration:.0f} s")
             print(row("", "req/s", "p50 ms", "p99 ms", "errors", "gw cpu", "gw us/req"))
             closed = {}
             for name, url in targets.items():
-                drive(url, args.connections, 1.0, cpu(args.client_cpu))  # warm-up
+                drive(url, BODY, args.connections, 1.0, cpu(args.client_cpu))  # warm-up
                 cpu_before = cpu_seconds(gateway.pid)
-                result = closed[name] = drive(url, args.connections, duration, cpu(args.client_cpu))
+                result = closed[name] = drive(url, BODY, args.connections, duration, cpu(args.client_cpu))
                 busy = cpu_seconds(gateway.pid) - cpu_before
                 per_request = f"{busy / result.requests * 1e6:.0f}" if name == "via gateway" else "-"
                 figures = (f"{result.rps:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}", result.errors)

@@ -55,7 +55,7 @@ class Gateway:
             pool = WsPool(session, chain.policy.attempt_timeout_s)
             self.subscriptions[chain] = SubscriptionManager(chain, self._router, pool, self.registry.rng)
             poller = HeadPoller(
-                chain.observe_head,
+                chain.observe_heads,
                 (p.id for p in chain.http_providers),
                 lambda provider_id, chain=chain: self._fetch_head(chain, chain.by_id[provider_id]),
                 chain.policy.head_poll_interval_s,

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -23,27 +24,16 @@ class Outcome(Enum):
     RETRYABLE = "retryable"
 
 
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """An outcome and its reason (a short label used in events, metrics and error data)."""
 
-    __slots__ = ("outcome", "reason")
-
-    def __init__(self, outcome: Outcome, reason: str) -> None:
-        self.outcome = outcome
-        self.reason = reason
+    outcome: Outcome
+    reason: str
 
     @property
     def retryable(self) -> bool:
         return self.outcome is Outcome.RETRYABLE
-
-    def __repr__(self) -> str:
-        return f"Verdict({self.outcome.value}, {self.reason!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Verdict) and (other.outcome, other.reason) == (self.outcome, self.reason)
-
-    def __hash__(self) -> int:
-        return hash((self.outcome, self.reason))
 
 
 SUCCESS = Verdict(Outcome.SUCCESS, "ok")

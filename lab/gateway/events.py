@@ -30,8 +30,8 @@ SUBSCRIBED = "subscribed"  # profile, chain, kind, provider, subscription (an up
 UPSTREAM_SILENT = "upstream_silent"  # profile, chain, kind, provider, silent_s
 UPSTREAM_LOST = "upstream_lost"  # profile, chain, kind, provider, reason (connection or subscription lost)
 RESUBSCRIBED = "resubscribed"  # profile, chain, kind, from, to, reason
-GAP_FILLED = "gap_filled"  # profile, chain, kind, from_block, to_block, blocks
-GAP_FILL_FAILED = "gap_fill_failed"  # profile, chain, kind, from_block, to_block, reason
+GAP_FILLED = "gap_filled"  # profile, chain, kind, provider, from_block, to_block, blocks, truncated/logs
+GAP_FILL_FAILED = "gap_fill_failed"  # profile, chain, kind, provider, from_block, to_block, reason
 
 _KEEPALIVE_S = 15.0
 

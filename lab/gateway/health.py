@@ -112,11 +112,18 @@ class HeadTracker:
         self.lagging: frozenset[str] = frozenset()
 
     def observe(self, provider_id: str, number: int) -> None:
+        self.observe_all([(provider_id, number)])
+
+    def observe_all(self, observations: Iterable[tuple[str, int]]) -> None:
+        """Heads observed at the same instant (a poll round), judged together: judged one by one, the
+        first fresh answer would make the others' older answers look behind while the block time is
+        still unknown."""
         now = self._clock()
-        self._heads[provider_id] = (number, now)
-        if self._best is None or number > self._best[0]:
-            self._best = (number, now)
-            self._first_best = self._first_best or self._best
+        for provider_id, number in observations:
+            self._heads[provider_id] = (number, now)
+            if self._best is None or number > self._best[0]:
+                self._best = (number, now)
+                self._first_best = self._first_best or self._best
         self._reevaluate()
 
     @property
@@ -173,11 +180,11 @@ class HeadTracker:
 
 
 class HeadPoller:
-    """Polls every provider's head at a fixed interval and reports each answer (a background task)."""
+    """Polls every provider's head at a fixed interval and reports each round's answers together."""
 
     def __init__(
         self,
-        observe: Callable[[str, int], None],
+        observe: Callable[[list[tuple[str, int]]], None],
         provider_ids: Iterable[str],
         fetch_head: Callable[[str], Awaitable[int | None]],
         interval_s: float,
@@ -203,11 +210,14 @@ class HeadPoller:
         results = await asyncio.gather(
             *(self._fetch(pid) for pid in self._provider_ids), return_exceptions=True
         )
+        answered: list[tuple[str, int]] = []
         for pid, result in zip(self._provider_ids, results, strict=True):
             if isinstance(result, int):
-                self._observe(pid, result)
+                answered.append((pid, result))
             elif isinstance(result, BaseException):
                 log.debug("head poll of %s failed: %r", pid, result)
+        if answered:
+            self._observe(answered)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -21,8 +21,6 @@ from lab.gateway.endpoints import RouteError, Target
 if TYPE_CHECKING:
     from lab.gateway.app import Gateway
 
-_JSON = "application/json"
-
 
 class HttpRpc:
     def __init__(self, gateway: Gateway) -> None:
@@ -76,4 +74,6 @@ def _respond(
             body = meta.add_to_body(body, info)
     if body is None:
         return web.Response(status=status, headers=headers)
-    return web.Response(body=orjson.dumps(body), status=status, content_type=_JSON, headers=headers)
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type=jsonrpc.JSON_CONTENT_TYPE, headers=headers
+    )

@@ -4,22 +4,15 @@ the running event loop (`running_gateway`, for fast tests that want the Gateway 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import urllib.request
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from lab.eventually import wait_for_value
 from lab.gateway.config import GatewayConfig, load
+from lab.provider.launch import free_port, local_process
 
 
 @dataclass(frozen=True)
@@ -58,17 +51,6 @@ def _rpc_path(chain: str, strategy: str | None, provider: str | None) -> str:
     return f"/rpc/{chain}"
 
 
-def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class GatewayExited(RuntimeError):
-    """The gateway process ended before it became healthy."""
-
-
 @contextlib.contextmanager
 def start_gateway_process(
     config_path: str | Path,
@@ -83,24 +65,10 @@ def start_gateway_process(
     Waits for `/api/health`; raises with the gateway's stderr if it exits or never answers.
     """
     port = port or free_port()
-    command = [sys.executable, "-m", "lab", "gateway", "--config", str(config_path), "--host", "127.0.0.1"]
-    command += ["--port", str(port)]
-    if cpu is not None:
-        command = ["taskset", "-c", str(cpu), *command]
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            env={**os.environ, **(env or {})},
-        )
-        endpoint = GatewayEndpoint(port, pid=process.pid)
-        try:
-            _wait_healthy(endpoint, process, stderr, startup_timeout)
-            yield endpoint
-        finally:
-            _stop(process)
+    args = ["gateway", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
+    health_url = GatewayEndpoint(port).url + "/api/health"
+    with local_process(args, health_url, "gateway", cpu, env, startup_timeout) as pid:
+        yield GatewayEndpoint(port, pid=pid)
 
 
 @contextlib.asynccontextmanager
@@ -117,38 +85,3 @@ async def running_gateway(config: GatewayConfig | str | Path) -> AsyncIterator[G
         yield GatewayEndpoint(int(runner.addresses[0][1]), gateway=app[GATEWAY_KEY])
     finally:
         await runner.cleanup()
-
-
-def _wait_healthy(
-    endpoint: GatewayEndpoint, process: subprocess.Popen[bytes], stderr: Any, timeout: float
-) -> None:
-    def health() -> dict[str, Any]:
-        if process.poll() is not None:
-            stderr.seek(0)
-            output = stderr.read().decode(errors="replace").strip()
-            raise GatewayExited(f"gateway exited with {process.returncode}: {output}")
-        with urllib.request.urlopen(endpoint.url + "/api/health", timeout=1.0) as response:
-            return orjson.loads(response.read())
-
-    try:
-        wait_for_value(
-            health,
-            lambda body: body.get("status") == "ok",
-            timeout=timeout,
-            message=f"gateway healthy at {endpoint.url}/api/health",
-            ignore=(OSError,),
-        )
-    except BaseException:
-        _stop(process)
-        raise
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=5)

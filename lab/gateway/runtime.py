@@ -156,8 +156,12 @@ class ChainRuntime:
         )
 
     def observe_head(self, provider_id: str, number: int) -> None:
-        self.heads.observe(provider_id, number)
-        self.metrics.head(provider_id, number)
+        self.observe_heads([(provider_id, number)])
+
+    def observe_heads(self, observations: list[tuple[str, int]]) -> None:
+        self.heads.observe_all(observations)
+        for provider_id, number in observations:
+            self.metrics.head(provider_id, number)
 
     def healthy_order(
         self, ranked: list[ProviderRuntime], transport: str, method: str

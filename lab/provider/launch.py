@@ -12,8 +12,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -131,13 +131,36 @@ def start_provider_process(
     Waits for `/_lab/health`; raises with the provider's stderr if it exits or never answers.
     """
     port = port or free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "lab",
-        "provider",
-        *provider_args(provider_id, port, host="127.0.0.1", **options),
-    ]
+    args = provider_args(provider_id, port, host="127.0.0.1", **options)
+    endpoint = ProviderEndpoint(provider_id, port)
+    with local_process(
+        ["provider", *args],
+        endpoint.control_url + "health",
+        f"provider {provider_id}",
+        cpu,
+        env,
+        startup_timeout,
+    ) as pid:
+        yield replace(endpoint, pid=pid)
+
+
+class ProcessExited(RuntimeError):
+    """A `python -m lab` process ended before it became healthy."""
+
+
+@contextlib.contextmanager
+def local_process(
+    lab_args: list[str],
+    health_url: str,
+    name: str,
+    cpu: int | None,
+    env: Mapping[str, str] | None,
+    startup_timeout: float,
+) -> Iterator[int]:
+    """Run `python -m lab *lab_args` until the block exits (SIGTERM, then SIGKILL) and yield its pid once
+    `health_url` answers `{"status": "ok"}`; raise with its stderr if it exits first. Shared by the
+    provider and the gateway launchers."""
+    command = [sys.executable, "-m", "lab", *lab_args]
     if cpu is not None:
         command = ["taskset", "-c", str(cpu), *command]
     with tempfile.TemporaryFile() as stderr:
@@ -148,42 +171,31 @@ def start_provider_process(
             stderr=stderr,
             env={**os.environ, **(env or {})},
         )
-        endpoint = ProviderEndpoint(provider_id, port, pid=process.pid)
         try:
-            _wait_healthy(endpoint, process, stderr, startup_timeout)
-            yield endpoint
+            _wait_healthy(process, stderr, health_url, name, startup_timeout)
+            yield process.pid
         finally:
             _stop(process)
 
 
-class ProviderExited(RuntimeError):
-    """The provider process ended before it became healthy."""
-
-
 def _wait_healthy(
-    endpoint: ProviderEndpoint, process: subprocess.Popen[bytes], stderr: Any, timeout: float
+    process: subprocess.Popen[bytes], stderr: Any, health_url: str, name: str, timeout: float
 ) -> None:
     def health() -> dict[str, Any]:
         if process.poll() is not None:
             stderr.seek(0)
             output = stderr.read().decode(errors="replace").strip()
-            raise ProviderExited(
-                f"provider {endpoint.provider_id} exited with {process.returncode}: {output}"
-            )
-        with urllib.request.urlopen(endpoint.control_url + "health", timeout=1.0) as response:
+            raise ProcessExited(f"{name} exited with {process.returncode}: {output}")
+        with urllib.request.urlopen(health_url, timeout=1.0) as response:
             return orjson.loads(response.read())
 
-    try:
-        wait_for_value(
-            health,
-            lambda body: body.get("status") == "ok",
-            timeout=timeout,
-            message=f"provider {endpoint.provider_id} healthy at {endpoint.control_url}health",
-            ignore=(OSError,),
-        )
-    except BaseException:
-        _stop(process)
-        raise
+    wait_for_value(
+        health,
+        lambda body: body.get("status") == "ok",
+        timeout=timeout,
+        message=f"{name} healthy at {health_url}",
+        ignore=(OSError,),
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -43,13 +43,17 @@ def quantity(value: Any, index: int) -> int:
 
 
 def address(value: Any, index: int) -> str:
-    if not isinstance(value, str) or not _ADDRESS.fullmatch(value):
+    if not isinstance(value, str):
+        raise invalid(index, "json: cannot unmarshal non-string into Go value of type common.Address")
+    if not _ADDRESS.fullmatch(value):
         raise invalid(index, f"hex string has length {_hex_len(value)}, want 40 for common.Address")
     return value.lower()
 
 
 def hash32(value: Any, index: int) -> str:
-    if not isinstance(value, str) or not _HASH.fullmatch(value):
+    if not isinstance(value, str):
+        raise invalid(index, "json: cannot unmarshal non-string into Go value of type common.Hash")
+    if not _HASH.fullmatch(value):
         raise invalid(index, f"hex string has length {_hex_len(value)}, want 64 for common.Hash")
     return value.lower()
 
@@ -68,8 +72,8 @@ def boolean(value: Any, index: int, default: bool | None = None) -> bool:
     return value
 
 
-def _hex_len(value: Any) -> int:
-    return max(len(value) - 2, 0) if isinstance(value, str) else 0
+def _hex_len(value: str) -> int:
+    return max(len(value) - 2, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ import yaml
 from lab.eventually import async_wait_for_value, wait_for_value
 from lab.gateway.launch import GatewayEndpoint, start_gateway_process
 from lab.gateway_events import Event, GatewayEventStream
-from lab.provider.launch import ProviderEndpoint, start_provider_process
+from lab.provider.launch import ProcessExited, ProviderEndpoint, start_provider_process
 
 pytestmark = pytest.mark.integration
 
@@ -311,3 +311,13 @@ def test_log_subscribers_get_every_log_once_in_order_across_a_failed_upstream(la
     body, _ = lab.rpc(lab.url("strong"), "eth_getLogs", [{"fromBlock": hex(first), "toBlock": hex(last)}])
     expected = [(int(e["blockNumber"], 16), int(e["logIndex"], 16)) for e in body["result"]]
     assert [k for k in keys if first <= k[0] <= last] == expected
+
+
+def test_a_gateway_with_a_bad_configuration_fails_to_start_naming_the_file_and_key(tmp_path: Path) -> None:
+    config = tmp_path / "broken.yml"
+    config.write_text("---\nname: B\nslug: b\n---\nchains:\n  eth: {chain_id: x, providers: []}\n")
+    with (
+        pytest.raises(ProcessExited, match=r"(?s)gateway exited with 2: .*broken\.yml: chains.eth.chain_id"),
+        start_gateway_process(config),
+    ):
+        pass

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from lab.eventually import wait_for_value
-from lab.provider.launch import start_provider_process
+from lab.provider.launch import ProcessExited, start_provider_process
 
 pytestmark = pytest.mark.integration
 
@@ -142,3 +142,11 @@ def test_the_head_moves_with_wall_time() -> None:
             timeout=5,
             message="head moves",
         )
+
+
+def test_the_launcher_reports_a_process_that_exits_during_start_up_with_its_stderr() -> None:
+    with (
+        pytest.raises(ProcessExited, match=r"(?s)provider x exited with 2: .*--behavior.*ms"),
+        start_provider_process("x", behavior={"type": "latency", "ms": "slow"}),
+    ):
+        pass

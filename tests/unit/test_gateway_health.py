@@ -82,9 +82,20 @@ def test_poller_reports_each_answer_and_skips_failures() -> None:
             raise ConnectionError("down")
         return None if provider_id == "c" else 42
 
-    poller = HeadPoller(lambda pid, n: observed.append((pid, n)), ["a", "b", "c"], fetch, interval_s=1.0)
+    poller = HeadPoller(observed.extend, ["a", "b", "c"], fetch, interval_s=1.0)
     asyncio.run(poller.poll_once())
     assert observed == [("a", 42)]
+
+
+def test_a_poll_round_is_judged_together_while_the_block_time_is_unknown() -> None:
+    clock = Clock()
+    heads, changes = tracker(clock, block_time_s=None, max_lag=1)
+    heads.observe_all([("a", 100), ("b", 100)])
+    clock.now += 1.0  # next round: both moved on by 2 blocks; neither is behind the other
+    heads.observe_all([("a", 102), ("b", 102)])
+    assert heads.lagging == frozenset() and changes == []
+    heads.observe_all([("a", 104), ("b", 102)])
+    assert heads.lagging == {"b"} and changes == [("b", True, 2, 104)]
 
 
 def test_latency_is_an_ewma_per_method_with_a_per_transport_fallback() -> None:

@@ -342,6 +342,50 @@ def test_profiles_and_their_aliases(tmp_path: Path) -> None:
     run(scenario)
 
 
+@pytest.mark.parametrize(
+    ("path", "strategy", "provider"),
+    [
+        ("/rpc/1", "priority", "p1"),
+        ("/rpc/round-robin/ethereum", "load-balanced", None),  # an alias
+        ("/rpc/profile/public/fastest/1", "fastest", None),
+        ("/rpc/provider/p2/ethereum", "provider", "p2"),
+        ("/rpc/ethereum/p2", "provider", "p2"),
+        ("/rpc/profile/public/provider/p2/1", "provider", "p2"),
+        ("/rpc/profile/default/ethereum/p2", "provider", "p2"),
+    ],
+)
+def test_every_route_form_names_its_strategy_and_provider_in_the_headers(
+    tmp_path: Path, path: str, strategy: str, provider: str | None
+) -> None:
+    async def scenario() -> None:
+        async with lab(tmp_path) as (gw, _, session):
+            status, body, headers = await call(session, gw.url + path, request(), include_meta="headers")
+            assert status == 200 and headers["X-Lasso-Strategy"] == strategy
+            assert headers["X-Lasso-Provider"] == body["result"] == (provider or body["result"])
+            assert headers["X-Lasso-Attempts"] == "1" and float(headers["X-Lasso-Upstream-Latency-Ms"]) >= 0
+            meta = orjson.loads(base64.urlsafe_b64decode(headers["X-Lasso-Meta"] + "=="))
+            assert meta["selected_provider"]["id"] == body["result"] and meta["chain"] == "ethereum"
+
+    run(scenario)
+
+
+def test_an_oversized_websocket_message_closes_the_socket_and_the_gateway_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        async with lab(tmp_path, max_body_bytes=2048) as (gw, _, session):
+            async with session.ws_connect(gw.ws_url("ethereum")) as ws:
+                await ws.send_str(orjson.dumps({**request(), "params": ["x" * 4096]}).decode())
+                message = await ws.receive()
+                assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+                assert ws.close_code == aiohttp.WSCloseCode.MESSAGE_TOO_BIG
+            async with session.ws_connect(gw.ws_url("ethereum")) as ws:
+                await ws.send_str(orjson.dumps(request()).decode())
+                assert (await ws.receive_json())["result"] == "p1"
+
+    run(scenario)
+
+
 def test_json_rpc_over_websocket(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with lab(tmp_path) as (gw, (p1, _), session), session.ws_connect(gw.ws_url("ethereum")) as ws:

@@ -121,6 +121,8 @@ def test_a_revert_selector_gives_execution_reverted() -> None:
         ("eth_blockNumber", ["extra"], "too many arguments"),
         ("eth_getBalance", [], "missing value for required argument 0"),
         ("eth_getBalance", ["0x1234", "latest"], "invalid argument 0"),
+        ("eth_getBalance", [1, "latest"], "invalid argument 0: json: cannot unmarshal non-string"),
+        ("eth_getTransactionByHash", [7], "cannot unmarshal non-string into Go value of type common.Hash"),
         ("eth_getBalance", [ADDRESS, "0x01"], "invalid argument 1"),
         ("eth_getBalance", [ADDRESS, "newest"], "invalid argument 1"),
         ("eth_getBalance", {"address": ADDRESS}, "non-array args"),
