@@ -89,6 +89,23 @@ class CircuitBreaker:
         self._probes_in_flight += 1
         return Permit(self._epoch, True)
 
+    @property
+    def probe_available(self) -> bool:
+        """Half-open with a probe slot free: the next attempt here is a probe."""
+        return self.state is BreakerState.HALF_OPEN and (
+            self._probes_in_flight < self._settings.half_open_max_probes
+        )
+
+    @property
+    def forced(self) -> bool:
+        return self._forced
+
+    def retry_in_s(self) -> float:
+        """Seconds until an open breaker lets probes through (0 when it is not open; inf when forced)."""
+        if self._state is not BreakerState.OPEN:
+            return 0.0
+        return float("inf") if self._forced else max(0.0, self._open_until - self._clock())
+
     def success(self, permit: Permit) -> None:
         self.successes_total += 1
         if not self._end(permit):

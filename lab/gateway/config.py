@@ -64,6 +64,9 @@ class BreakerSettings(_Strict):
     success_threshold: int = Field(2, ge=1, description="consecutive half-open successes that close it")
     cooldown_s: float = Field(30.0, gt=0, description="time open before half-open probes are let through")
     half_open_max_probes: int = Field(1, ge=1, description="concurrent probe attempts while half-open")
+    panic_routing: bool = Field(
+        True, description="when every breaker refuses, try the providers anyway rather than fail for sure"
+    )
 
 
 class GatewaySettings(_Strict):

@@ -53,6 +53,12 @@ class Metrics:
             ["profile", "chain", "reason"],
             registry=r,
         )
+        self.panic_attempts = Counter(
+            "gateway_panic_attempts",
+            "Last-resort attempts past an open breaker, made when every breaker refused",
+            ["profile", "chain", "provider"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "gateway_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
@@ -135,6 +141,7 @@ class ChainMetrics:
         self._attempts = _Children(metrics.attempts, *labels)
         self._upstream_latency = _Children(metrics.upstream_latency, *labels)
         self._failovers = _Children(metrics.failovers, *labels)
+        self._panic_attempts = _Children(metrics.panic_attempts, *labels)
         self._breaker_state = _Children(metrics.breaker_state, *labels)
         self._breaker_transitions = _Children(metrics.breaker_transitions, *labels)
         self._provider_head = _Children(metrics.provider_head, *labels)
@@ -154,6 +161,9 @@ class ChainMetrics:
 
     def failover(self, reason: str) -> None:
         self._failovers.get(reason).inc()
+
+    def panic(self, provider: str) -> None:
+        self._panic_attempts.get(provider).inc()
 
     def breaker(self, provider: str, transport: str, state: str, transition: bool = True) -> None:
         self._breaker_state.get(provider, transport).set(BREAKER_STATE_VALUES[state])

@@ -20,6 +20,7 @@ import orjson
 from lab import jsonrpc
 from lab.gateway import classify
 from lab.gateway import events as ev
+from lab.gateway.breaker import Permit
 from lab.gateway.config import Strategy
 from lab.gateway.runtime import ChainRuntime, ProviderRuntime
 from lab.gateway.strategies import rank
@@ -41,6 +42,16 @@ class Routed:
     attempts: int = 0
     upstream_latency_s: float | None = None
     tried: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """What every attempt of one request sends."""
+
+    method: str
+    request_id: Any
+    body: bytes
+    deadline: float
 
 
 class Router:
@@ -78,13 +89,14 @@ class Router:
             }
         )
         method = request.method
-        metrics = chain.metrics
+        call = _Call(method, request_id, body, deadline)
         max_attempts = 1 if override is not None else 1 + policy.retries
         routed = Routed(response={}, outcome="error")
         last_failure: tuple[ProviderRuntime, classify.Verdict, Any] | None = None
-        skipped_open: ProviderRuntime | None = None
+        refused: list[ProviderRuntime] = []  # breakers that let no attempt through
 
-        for provider in self.candidates(chain, method, strategy, override):
+        candidates = self.candidates(chain, method, strategy, override)
+        for provider in candidates:
             if routed.attempts >= max_attempts:
                 break
             if provider.http_target is None:
@@ -93,62 +105,99 @@ class Router:
             breaker = provider.http_breaker
             permit = breaker.acquire()
             if permit is None:
-                skipped_open = skipped_open or provider
+                refused.append(provider)
                 continue
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
+            if deadline - time.perf_counter() <= 0:
                 breaker.release(permit)
                 if last_failure is None:  # the deadline passed before any attempt (a long batch)
                     last_failure = (provider, _DEADLINE_EXCEEDED, None)
                 break
-            if last_failure is not None and routed.attempts:
-                self._failover(chain, method, last_failure[0].id, provider.id, last_failure[1].reason)
-            routed.attempts += 1
-            routed.tried.append(provider.id)
-            started = time.perf_counter()
-            response: Any = None
-            try:
-                status, raw = await http_post(
-                    self._session,
-                    provider.http_target,
-                    body,
-                    provider.http_headers,
-                    min(policy.attempt_timeout_s, remaining),
-                )
-            except NETWORK_ERRORS as exc:
-                verdict = classify.classify_exception(exc)
-            except BaseException:
-                breaker.release(permit)  # cancelled: no verdict on the provider
-                raise
-            else:
-                try:
-                    response = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    response = None
-                verdict = classify.classify_http(status, response)
-                if not verdict.retryable and response.get("id") != request_id:
-                    verdict = classify.BAD_RESPONSE
-            elapsed = time.perf_counter() - started
-            if verdict.retryable:
-                metrics.attempt(provider.id, "http", verdict.reason, None)
-                breaker.failure(permit, verdict.reason)
-                last_failure = (provider, verdict, response)
-                continue
-            breaker.success(permit)
-            provider.latency.record("http", method, elapsed)
-            metrics.attempt(provider.id, "http", verdict.reason, elapsed)
-            if method == "eth_blockNumber" and verdict is classify.SUCCESS:
-                _observe_block_number(chain, provider.id, response["result"])
-            routed.response = response
-            routed.outcome = verdict.outcome.value
-            routed.provider = provider.id
-            routed.upstream_latency_s = elapsed
-            return routed
+            failure = await self._attempt(chain, provider, permit, call, routed, last_failure)
+            if failure is None:
+                return routed
+            last_failure = failure
 
-        routed.response = _failure_response(request_id, last_failure, skipped_open)
+        # Last resort ("panic routing", as Envoy calls it): when every breaker refused, refusing the request
+        # is a certain failure while an open provider may have healed. Forced-open breakers stay shut.
+        if not routed.attempts and override is None and policy.breaker.panic_routing:
+            for provider in sorted(refused, key=lambda p: p.http_breaker.retry_in_s()):
+                if routed.attempts >= max_attempts or deadline - time.perf_counter() <= 0:
+                    break
+                if provider.http_breaker.forced:
+                    continue
+                chain.metrics.panic(provider.id)
+                failure = await self._attempt(chain, provider, None, call, routed, last_failure)
+                if failure is None:
+                    return routed
+                last_failure = failure
+
+        routed.response = _failure_response(request_id, last_failure, refused[0] if refused else None)
         if last_failure is not None:
             routed.provider = last_failure[0].id
         return routed
+
+    async def _attempt(
+        self,
+        chain: ChainRuntime,
+        provider: ProviderRuntime,
+        permit: Permit | None,
+        call: _Call,
+        routed: Routed,
+        last_failure: tuple[ProviderRuntime, classify.Verdict, Any] | None,
+    ) -> tuple[ProviderRuntime, classify.Verdict, Any] | None:
+        """One upstream attempt; fills `routed` and returns None on an answer to pass on, else the failure.
+        Without a permit (a last-resort attempt past an open breaker) the breaker hears nothing."""
+        method, request_id, body, deadline = call.method, call.request_id, call.body, call.deadline
+        breaker = provider.http_breaker
+        if last_failure is not None and routed.attempts:
+            self._failover(chain, method, last_failure[0].id, provider.id, last_failure[1].reason)
+        routed.attempts += 1
+        routed.tried.append(provider.id)
+        target = provider.http_target
+        assert target is not None
+        remaining = deadline - time.perf_counter()
+        started = time.perf_counter()
+        response: Any = None
+        try:
+            status, raw = await http_post(
+                self._session,
+                target,
+                body,
+                provider.http_headers,
+                min(chain.policy.attempt_timeout_s, remaining),
+            )
+        except NETWORK_ERRORS as exc:
+            verdict = classify.classify_exception(exc)
+        except BaseException:
+            if permit is not None:
+                breaker.release(permit)  # cancelled: no verdict on the provider
+            raise
+        else:
+            try:
+                response = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                response = None
+            verdict = classify.classify_http(status, response)
+            if not verdict.retryable and response.get("id") != request_id:
+                verdict = classify.BAD_RESPONSE
+        elapsed = time.perf_counter() - started
+        metrics = chain.metrics
+        if verdict.retryable:
+            metrics.attempt(provider.id, "http", verdict.reason, None)
+            if permit is not None:
+                breaker.failure(permit, verdict.reason)
+            return (provider, verdict, response)
+        if permit is not None:
+            breaker.success(permit)
+        provider.latency.record("http", method, elapsed)
+        metrics.attempt(provider.id, "http", verdict.reason, elapsed)
+        if method == "eth_blockNumber" and verdict is classify.SUCCESS:
+            _observe_block_number(chain, provider.id, response["result"])
+        routed.response = response
+        routed.outcome = verdict.outcome.value
+        routed.provider = provider.id
+        routed.upstream_latency_s = elapsed
+        return None
 
     def _failover(self, chain: ChainRuntime, method: str, from_id: str, to_id: str, reason: str) -> None:
         chain.metrics.failover(reason)

@@ -164,11 +164,14 @@ class ChainRuntime:
             self.metrics.head(provider_id, number)
 
     def healthy_order(
-        self, ranked: list[ProviderRuntime], transport: str, method: str
+        self, ranked: list[ProviderRuntime], transport: str, method: str, *, probe_first: bool = True
     ) -> list[ProviderRuntime]:
         """Lagging providers dropped for head-sensitive methods (unless that leaves none), then by breaker:
-        closed, half-open, open (an open breaker refuses the attempt; it is listed so the error can
-        name it)."""
+        half-open with a free probe slot first (a healed provider only closes its breaker if requests
+        probe it; a failed probe costs one attempt and the request fails over), then closed, then the
+        other half-open ones, then open (an open breaker refuses the attempt; it is listed so the error
+        can name it, and for the last resort when every breaker is open). Long-lived subscriptions make
+        poor probes, so they ask for closed breakers first (`probe_first=False`)."""
         lagging = self.heads.lagging
         if lagging and self.policy.lag_check and method in HEAD_SENSITIVE_METHODS:
             fresh = [p for p in ranked if p.id not in lagging]
@@ -178,10 +181,12 @@ class ChainRuntime:
         others: list[ProviderRuntime] = []
         for provider in ranked:
             (closed if provider.breakers[transport].state is BreakerState.CLOSED else others).append(provider)
-        if others:
-            others.sort(key=lambda p: p.breakers[transport].state is BreakerState.OPEN)  # half-open first
-            closed += others
-        return closed
+        if not others:
+            return closed
+        probes = [p for p in others if probe_first and p.breakers[transport].probe_available]
+        rest = [p for p in others if p not in probes]
+        rest.sort(key=lambda p: p.breakers[transport].state is BreakerState.OPEN)  # half-open before open
+        return probes + closed + rest
 
     def _breaker(self, provider_id: str, transport: str) -> CircuitBreaker:
         self.metrics.breaker(provider_id, transport, BreakerState.CLOSED.value, transition=False)

@@ -294,7 +294,7 @@ class _Group:
         if self.override is not None:
             return [self.override]
         ranked = rank(self.strategy, self.chain.ws_providers, "eth_subscribe", "ws", self.manager.rng)
-        ordered = self.chain.healthy_order(ranked, "ws", "eth_subscribe")
+        ordered = self.chain.healthy_order(ranked, "ws", "eth_subscribe", probe_first=False)
         if avoid is not None and avoid in ordered and len(ordered) > 1:
             ordered.remove(avoid)
             ordered.append(avoid)  # the provider that just failed is the last resort

@@ -17,6 +17,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from lab.eventually import async_wait_for_value
 from lab.gateway.launch import GatewayEndpoint, running_gateway
 
 
@@ -257,6 +258,60 @@ def test_all_breakers_open_is_a_provider_unavailable_error(tmp_path: Path) -> No
                 "message": "Provider unavailable",
                 "data": {"provider": "p1", "reason": "circuit_open"},
             }
+
+    run(scenario)
+
+
+async def breaker_states(session: aiohttp.ClientSession, gw: GatewayEndpoint) -> dict[str, str]:
+    async with session.get(gw.url + "/admin/breakers") as response:
+        breakers = (await response.json())["breakers"]
+    return {b["provider"]: b["state"] for b in breakers if b["transport"] == "http"}
+
+
+def test_a_healed_provider_is_probed_first_and_closes_its_breaker(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        settings = {"breaker": {"failure_threshold": 2, "cooldown_s": 0.2}}
+        async with lab(tmp_path, **settings) as (gw, (p1, p2), session):
+            p1.mode = p2.mode = "fail"
+            for _ in range(2):  # each request tries p1 then p2: both breakers open
+                await call(session, gw.rpc_url("ethereum"), request())
+            assert await breaker_states(session, gw) == {"p1": "open", "p2": "open"}
+            p1.mode = p2.mode = "ok"
+            async with session.post(gw.url + "/admin/breakers/ethereum/p1/reset"):
+                pass
+            await async_wait_for_value(
+                lambda: breaker_states(session, gw), lambda s: s["p2"] == "half_open", timeout=10
+            )
+            # p1 is closed and first by priority, yet the half-open p2 gets the probes it needs to close.
+            answers = [
+                (await call(session, gw.rpc_url("ethereum"), request()))[1]["result"] for _ in range(3)
+            ]
+            assert answers == ["p2", "p2", "p1"]
+            assert await breaker_states(session, gw) == {"p1": "closed", "p2": "closed"}
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("panic_routing", [True, False])
+def test_when_every_breaker_refuses_panic_routing_tries_anyway(tmp_path: Path, panic_routing: bool) -> None:
+    async def scenario() -> None:
+        settings = {"breaker": {"failure_threshold": 1, "cooldown_s": 3600, "panic_routing": panic_routing}}
+        async with lab(tmp_path, **settings) as (gw, (p1, p2), session):
+            p1.mode = p2.mode = "fail"
+            await call(session, gw.rpc_url("ethereum"), request())
+            assert await breaker_states(session, gw) == {"p1": "open", "p2": "open"}
+            p1.mode = p2.mode = "ok"
+            _, body, headers = await call(session, gw.rpc_url("ethereum"), request(), include_meta="headers")
+            if panic_routing:
+                assert body["result"] == "p1" and headers["X-Lasso-Attempts"] == "1"
+                assert (
+                    b'gateway_panic_attempts_total{chain="ethereum",profile="public",provider="p1"} 1.0'
+                    in (gw.gateway.metrics.render())
+                )
+            else:
+                assert body["error"]["data"] == {"provider": "p1", "reason": "circuit_open"}
+            # Panic attempts leave the breakers to their own cool-down.
+            assert await breaker_states(session, gw) == {"p1": "open", "p2": "open"}
 
     run(scenario)
 
