@@ -63,6 +63,8 @@ def main() -> None:
             "cold (--force: base, wheels, cargo, docker builds without cache)",
             lambda p: ensure_images(mode, progress=p, force=True),
         )
+    else:  # builds whatever changed since the last call, so that the next one is really warm
+        timed("first call (what changed since the last build)", lambda p: ensure_images(mode, progress=p))
     timed("warm (nothing changed)", lambda p: ensure_images(mode, progress=p))
 
     layout = Layout.discover()

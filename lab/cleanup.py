@@ -89,6 +89,22 @@ def is_orphan(
     return not alive(pid)
 
 
+def owned_by_live_process(
+    labels: Mapping[str, str],
+    *,
+    hostname: str | None = None,
+    alive: Callable[[int], bool] = pid_alive,
+) -> bool:
+    """Whether a lab resource belongs to a process still running on this host (a test session, a
+    script's `with Lab(...)`): `lab down` leaves those to their owner unless told `--all`."""
+    if labels.get(DETACHED) == "true" or labels.get(OWNER_HOST) != (hostname or socket.gethostname()):
+        return False
+    try:
+        return alive(int(labels.get(OWNER_PID, "")))
+    except ValueError:
+        return False
+
+
 @dataclass
 class CleanupReport:
     containers: list[str] = field(default_factory=list)
@@ -116,7 +132,7 @@ def _labels_of(resource: Any) -> Mapping[str, str]:
     return labels or {}
 
 
-def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool) -> list[Any]:
+def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool, keep_live: bool) -> list[Any]:
     chosen = []
     for resource in resources:
         labels = _labels_of(resource)
@@ -127,23 +143,28 @@ def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool) 
             continue
         if only_orphans and not is_orphan(labels):
             continue
+        if keep_live and owned_by_live_process(labels):
+            continue
         chosen.append(resource)
     return chosen
 
 
 def remove_lab_resources(
-    client: Any, *, run_id: str | None = None, only_orphans: bool = False
+    client: Any, *, run_id: str | None = None, only_orphans: bool = False, keep_live: bool = False
 ) -> CleanupReport:
     """Remove the lab's containers (with their anonymous volumes), then networks, then labelled volumes.
 
     `run_id` limits the sweep to one lab; `only_orphans` to resources whose owning process is gone
-    (what a test session runs at its start). Errors are collected, not raised: a sweep does all it can.
+    (what a test session runs at its start); `keep_live` leaves the labs of processes still running here
+    (what `lab down` does by default). Errors are collected, not raised: a sweep does all it can.
     """
     from docker.errors import NotFound
 
     report = CleanupReport()
     filters = label_filters(run_id)
-    for container in _selected(client.containers.list(all=True, filters=filters), run_id, only_orphans):
+    for container in _selected(
+        client.containers.list(all=True, filters=filters), run_id, only_orphans, keep_live
+    ):
         try:
             container.remove(force=True, v=True)
             report.containers.append(container.name)
@@ -151,7 +172,7 @@ def remove_lab_resources(
             pass
         except Exception as exc:
             report.errors.append(f"container {container.name}: {exc}")
-    for network in _selected(client.networks.list(filters=filters), run_id, only_orphans):
+    for network in _selected(client.networks.list(filters=filters), run_id, only_orphans, keep_live):
         try:
             network.remove()
             report.networks.append(network.name)
@@ -159,7 +180,7 @@ def remove_lab_resources(
             pass
         except Exception as exc:
             report.errors.append(f"network {network.name}: {exc}")
-    for volume in _selected(client.volumes.list(filters=filters), run_id, only_orphans):
+    for volume in _selected(client.volumes.list(filters=filters), run_id, only_orphans, keep_live):
         try:
             volume.remove(force=True)
             report.volumes.append(volume.name)

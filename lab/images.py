@@ -59,6 +59,9 @@ LABEL_HASH = "lab.content-hash"
 _RECIPE_VERSION = "1"
 _HASH_TAG_LENGTH = 12
 _PULL_TIMEOUT_S = 20.0  # no progress from the registry for this long: give up
+# After a failed pull, auto mode goes straight to bootstrap for this long: a registry that drops packets
+# would otherwise cost every call the pull timeout.
+_NO_REGISTRY_MEMO_S = 3600.0
 _DOCKER_TIMEOUT_S = 900.0
 _LOG_TAIL_LINES = 40
 
@@ -250,12 +253,12 @@ class ImageStore(Protocol):
 class Shell:
     """Runs the host commands the builder needs (pip, cargo, debootstrap, tar, apt-get)."""
 
+    # Where tools land that are often not on PATH: rustup's default place (a service's PATH lacks it),
+    # and the sbin directories debootstrap is installed into (a `su` or `sudo` without `-` lacks them).
+    fallback_dirs: Sequence[Path] = (Path.home() / ".cargo" / "bin", Path("/usr/sbin"), Path("/sbin"))
+
     def which(self, name: str) -> str | None:
-        found = shutil.which(name)
-        if found is None and name == "cargo":  # rustup's default place, often not on a service's PATH
-            candidate = Path.home() / ".cargo" / "bin" / "cargo"
-            found = str(candidate) if candidate.is_file() else None
-        return found
+        return shutil.which(name) or shutil.which(name, path=os.pathsep.join(map(str, self.fallback_dirs)))
 
     def run(self, cmd: Sequence[str | Path], *, env: Mapping[str, str] | None = None) -> None:
         argv = [str(a) for a in cmd]
@@ -396,8 +399,15 @@ class DockerImageStore:
 class Sources:
     """The project's files that go into the Python images, read once per call."""
 
-    lab: Mapping[Path, bytes]  # lab/ without lab/images/
+    lab: Mapping[Path, bytes]  # lab/ without lab/images/ (Dockerfiles, the Rust server and its target/)
     locustfiles: Mapping[Path, bytes]
+
+    @classmethod
+    def read(cls, project: Path) -> Sources:
+        return cls(
+            lab=snapshot_tree(project / "lab", skip_dirs=[Path("images")]),
+            locustfiles=snapshot_tree(project / "locustfiles"),
+        )
 
 
 @dataclass(frozen=True)
@@ -436,6 +446,7 @@ class ImageBuilder:
         *,
         environ: Mapping[str, str] = os.environ,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
         self.store = store
@@ -443,6 +454,7 @@ class ImageBuilder:
         self.progress = progress
         self.environ = environ
         self.clock = clock
+        self.wall_clock = wall_clock
 
     # The whole job ----------------------------------------------------------------------------------
 
@@ -452,10 +464,7 @@ class ImageBuilder:
         bases = official if mode == "official" else dict.fromkeys(IMAGE_NAMES, self.ensure_base(force=force))
         base_ids = {ref: self._inspect_required(ref).id for ref in set(bases.values())}
 
-        sources = Sources(
-            lab=snapshot_tree(self.layout.project / "lab", skip_dirs=[Path("images")]),
-            locustfiles=snapshot_tree(self.layout.project / "locustfiles"),
-        )
+        sources = Sources.read(self.layout.project)
         hashes = {
             name: self.image_hash(name, mode, bases[name], base_ids[bases[name]], sources)
             for name in IMAGE_NAMES
@@ -491,6 +500,13 @@ class ImageBuilder:
             self.progress("mode: bootstrap (forced)")
             return "bootstrap"
         missing = [ref for ref in official_bases if self.store.inspect(ref) is None]
+        failed_ago = self._no_registry_age() if missing and requested == "auto" else None
+        if failed_ago is not None:
+            self.progress(
+                f"mode: auto -> bootstrap (a pull failed {failed_ago / 60:.0f} min ago; retried after "
+                f"{_NO_REGISTRY_MEMO_S / 60:.0f} min, or now with --mode official)"
+            )
+            return "bootstrap"
         for ref in missing:
             started = self.clock()
             self.progress(f"mode: pulling {ref} ...")
@@ -500,10 +516,25 @@ class ImageBuilder:
                 if requested == "official":
                     raise ImageError(f"official mode: {exc} (use --mode bootstrap with no registry)") from exc
                 self.progress(f"mode: auto -> bootstrap (no registry: {_first_line(exc)})")
+                self.layout.cache.mkdir(parents=True, exist_ok=True)
+                self._no_registry_memo.write_text(f"{self.wall_clock()}\n")
                 return "bootstrap"
+            self._no_registry_memo.unlink(missing_ok=True)
             self.progress(f"mode: pulled {ref} in {self.clock() - started:.1f}s")
         self.progress(f"mode: official ({requested}; bases {', '.join(official_bases)})")
         return "official"
+
+    @property
+    def _no_registry_memo(self) -> Path:
+        return self.layout.cache / "no-registry"
+
+    def _no_registry_age(self) -> float | None:
+        """Seconds since auto mode last failed to pull, if that is recent enough to skip pulling."""
+        try:
+            age = self.wall_clock() - float(self._no_registry_memo.read_text())
+        except (OSError, ValueError):
+            return None
+        return age if 0 <= age < _NO_REGISTRY_MEMO_S else None
 
     # Hashing -----------------------------------------------------------------------------------------
 

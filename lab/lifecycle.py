@@ -96,10 +96,17 @@ def up_command(
 
 
 @click.command("down")
-@click.option("--run-id", default=None, help="Remove only this lab (default: every lab on this Docker host).")
+@click.option("--run-id", default=None, help="Remove only this lab, whoever owns it.")
+@click.option(
+    "--all", "remove_all", is_flag=True, help="Also remove labs of processes still running (test sessions)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was removed as one JSON object.")
-def down_command(run_id: str | None, as_json: bool) -> None:
-    """Remove labs: every container, network and volume labelled lab.managed=true (or one run's)."""
+def down_command(run_id: str | None, remove_all: bool, as_json: bool) -> None:
+    """Remove the labs of `lab up` and whatever crashed runs left (containers, networks, volumes).
+
+    Labs of processes still running on this host (a test session, a script) are left to them, unless
+    `--all` or their `--run-id` is given.
+    """
     import docker
     from docker.errors import DockerException
 
@@ -107,7 +114,7 @@ def down_command(run_id: str | None, as_json: bool) -> None:
 
     try:
         client = docker.from_env()
-        report = remove_lab_resources(client, run_id=run_id)
+        report = remove_lab_resources(client, run_id=run_id, keep_live=run_id is None and not remove_all)
         client.close()
     except DockerException as exc:
         click.echo(f"lab down: Docker is not reachable: {exc}", err=True)

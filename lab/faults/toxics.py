@@ -83,17 +83,25 @@ class ResetPeer(Toxic):
 
 
 class Slicer(Toxic):
-    """Splits data into writes of `average_size` ± `size_variation` bytes, `delay` µs apart."""
+    """Splits data into writes of `average_size` ± `size_variation` bytes, `delay` µs apart.
+
+    Toxiproxy's Go slicer (toxics/slicer.go) calls `rand.Intn(size_variation * 2)`, which panics for 0,
+    and with `size_variation >= average_size` it computes split points outside the chunk and panics on
+    the slice bounds: so 1 <= size_variation < average_size (and average_size >= 2).
+    """
 
     type: Literal["slicer"] = "slicer"
-    average_size: Annotated[int, Field(gt=0)] = 1
-    size_variation: NonNegative = 0
+    average_size: Annotated[int, Field(ge=2)]
+    size_variation: Annotated[int, Field(ge=1)]
     delay: NonNegative = 0
 
     @model_validator(mode="after")
     def _variation_below_size(self) -> Slicer:
         if self.size_variation >= self.average_size:
-            raise ValueError("size_variation must be smaller than average_size")
+            raise ValueError(
+                f"size_variation ({self.size_variation}) must be smaller than average_size "
+                f"({self.average_size}): Toxiproxy's slicer panics otherwise"
+            )
         return self
 
 

@@ -121,6 +121,61 @@ def test_sigterm_tears_a_lab_down(lab_images: Any, lab_topology: Lab):
     assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}") == NOTHING
 
 
+def start_child_lab(lab_images: Any, wait_for: str) -> tuple[subprocess.Popen[str], str]:
+    """A child process starting a two-provider lab, returned once it printed `wait_for` (a start-up
+    step such as "toxiproxy ready", or "READY" once started) and has containers up."""
+    script = textwrap.dedent(
+        f"""
+        import sys, threading
+        from lab.images import ImageSet
+        from lab.topology import Lab, TopologySpec
+        images = ImageSet(**{json.dumps(dataclasses.asdict(lab_images))})
+        lab = Lab(TopologySpec.with_providers(2), images=images, progress=lambda m: print(m, flush=True))
+        print("RUN_ID", lab.run_id, flush=True)
+        with lab:
+            print("READY", flush=True)
+            threading.Event().wait(120)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    lines = []
+    for line in child.stdout:  # type: ignore[union-attr]
+        lines.append(line)
+        if line.startswith(wait_for):
+            break
+    else:
+        pytest.fail(f"the child lab never printed {wait_for!r}: {lines}")
+    return child, lines[0].split()[1]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_during_start_up_leaves_nothing(lab_images: Any, lab_topology: Lab, sig: signal.Signals):
+    child, run_id = start_child_lab(lab_images, "toxiproxy ready")  # providers and gateway still to come
+    try:
+        assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}")["containers"]
+        child.send_signal(sig)
+        assert child.wait(timeout=60) != 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}") == NOTHING
+
+
+def test_lab_down_removes_a_killed_run_and_leaves_live_labs(lab_images: Any, lab_topology: Lab):
+    child, run_id = start_child_lab(lab_images, "READY")
+    child.kill()  # SIGKILL: no teardown runs
+    child.wait(timeout=30)
+    assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}")["containers"]
+    down = subprocess.run(
+        [sys.executable, "-m", "lab", "down", "--json"], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert down.returncode == 0, down.stderr
+    assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}") == NOTHING
+    # This session's lab belongs to a live process: `lab down` without --all leaves it.
+    assert leftovers(lab_topology.docker, f"{RUN_ID}={lab_topology.run_id}")["containers"]
+    assert lab_topology.rpc("eth_blockNumber").status == 200
+
+
 def test_a_pytest_session_leaves_no_container_network_or_volume(
     tmp_path: Path, lab_topology: Lab, lab_images: Any
 ):

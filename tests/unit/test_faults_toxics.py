@@ -74,8 +74,12 @@ def test_name_and_stream_choose_the_server_name():
         lambda: Latency(stream="sideways"),
         lambda: Latency(name="has space"),
         lambda: Bandwidth(rate=-1),
-        lambda: Slicer(average_size=0),
+        lambda: Slicer(average_size=0, size_variation=1),
+        lambda: Slicer(average_size=1, size_variation=1),
         lambda: Slicer(average_size=4, size_variation=4),
+        lambda: Slicer(average_size=4, size_variation=9),
+        lambda: Slicer(average_size=64, size_variation=0),  # Go: rand.Intn(0) panics
+        lambda: Slicer(average_size=64),  # no silent default that the Go server cannot run
         lambda: LimitData(bytes=-1),
         lambda: Timeout(timeout=10, latency=5),  # an attribute of another type
     ],

@@ -27,6 +27,7 @@ from lab.images import (
     ImageInfo,
     ImageSet,
     Layout,
+    Shell,
     content_hash,
     debian_mirror,
     dockerfile_base_default,
@@ -523,6 +524,29 @@ def test_auto_falls_back_to_bootstrap_after_one_failed_pull(harness: Harness) ->
     assert any(line.startswith("mode: auto -> bootstrap (no registry: pulling") for line in harness.lines)
 
 
+def test_auto_remembers_a_failed_pull_for_an_hour(harness: Harness) -> None:
+    now = [1_000_000.0]
+    harness.builder = lambda: ImageBuilder(  # type: ignore[method-assign]
+        harness.layout,
+        harness.store,
+        harness.shell,
+        harness.lines.append,
+        environ=harness.environ,
+        clock=lambda: 0.0,
+        wall_clock=lambda: now[0],
+    )
+    harness.ensure("auto")
+    assert len(harness.store.pulls) == 1
+    now[0] += 3000
+    assert harness.ensure("auto").mode == "bootstrap"
+    assert len(harness.store.pulls) == 1  # no second pull within the hour
+    assert any("a pull failed 50 min ago" in line for line in harness.lines)
+    now[0] += 700  # past the hour: pull again, and a registry that now answers is used
+    harness.store.pullable = {OFFICIAL_PYTHON, OFFICIAL_TOXIPROXY}
+    assert harness.ensure("auto").mode == "official"
+    assert not (harness.layout.cache / "no-registry").exists()
+
+
 def test_official_mode_without_a_registry_fails_and_points_at_bootstrap(harness: Harness) -> None:
     with pytest.raises(ImageError, match=r"official mode: pulling .*--mode bootstrap"):
         harness.ensure("official")
@@ -673,3 +697,17 @@ def test_a_failed_docker_build_says_why_with_the_end_of_its_log(tmp_path: Path) 
         store_with(chunks).build(
             tmp_path, "lab-provider:x", buildargs={}, labels={}, nocache=False, on_step=lambda _: None
         )
+
+
+def test_shell_finds_tools_outside_path_in_its_fallback_dirs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sbin = tmp_path / "sbin"
+    sbin.mkdir()
+    (sbin / "debootstrap").write_text("#!/bin/sh\n")
+    (sbin / "debootstrap").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    shell = Shell()
+    shell.fallback_dirs = (sbin,)
+    assert shell.which("debootstrap") == str(sbin / "debootstrap")
+    assert shell.which("no-such-tool") is None

@@ -56,11 +56,14 @@ def test_services_and_network_carry_the_managed_label(compose: dict[str, Any]) -
     assert compose["networks"]["lab"]["labels"]["lab.managed"] == "true"
 
 
-def test_mounted_configuration_files_exist(compose: dict[str, Any]) -> None:
+def test_mounted_configuration_files_exist_and_named_volumes_are_declared(compose: dict[str, Any]) -> None:
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert (ROOT / source).is_file(), volume
+            if source.startswith("./"):  # the project's own files, relative to the compose file
+                assert (ROOT / source).is_file(), volume
+            elif not source.startswith("/"):  # a named volume; absolute paths are the host's (a socket)
+                assert source in compose.get("volumes", {}), f"{volume}: undeclared named volume"
 
 
 def test_each_provider_has_an_http_and_a_ws_proxy_to_its_service(

@@ -21,6 +21,7 @@ from lab.cleanup import (
     is_orphan,
     lab_labels,
     label_filters,
+    owned_by_live_process,
     remove_lab_resources,
 )
 
@@ -149,6 +150,33 @@ def test_orphan_sweep_leaves_live_and_detached_labs():
     report = remove_lab_resources(client, only_orphans=True)
     assert log == ["crashed", "lab-r1"]
     assert report.removed == 2
+
+
+def test_keep_live_leaves_only_labs_of_running_processes():
+    log: list[str] = []
+    gone = dead_pid()
+    client = FakeDocker(
+        containers=[
+            FakeResource("crashed", labels("r1", pid=gone), log),
+            FakeResource("test-session", labels("r2"), log),  # this process: alive
+            FakeResource("lab-up", labels("r3", detached=True), log),
+            FakeResource("elsewhere", labels("r4", host="another-machine"), log),
+        ],
+        networks=[
+            FakeNetwork("lab-r2", labels("r2"), log),
+            FakeNetwork("lab-r3", labels("r3", detached=True), log),
+        ],
+    )
+    remove_lab_resources(client, keep_live=True)
+    assert log == ["crashed", "lab-up", "elsewhere", "lab-r3"]
+
+
+def test_owned_by_live_process():
+    assert owned_by_live_process(labels("r"))
+    assert not owned_by_live_process(labels("r", pid=dead_pid()))
+    assert not owned_by_live_process(labels("r", detached=True))
+    assert not owned_by_live_process(labels("r", host="another-machine"))
+    assert not owned_by_live_process({**labels("r"), OWNER_PID: "garbage"})
 
 
 def test_sweep_collects_errors_and_carries_on():
