@@ -67,7 +67,7 @@ def compose_lab() -> Iterator[dict[str, int]]:
         yield ports
     finally:
         subprocess.run(
-            [*base, "down", "--timeout", "5"], cwd=ROOT, env=run_env, capture_output=True, timeout=300
+            [*base, "down", "-v", "--timeout", "5"], cwd=ROOT, env=run_env, capture_output=True, timeout=300
         )
 
 
@@ -117,11 +117,14 @@ def test_locust_web_ui_and_provider_control_api_are_on_loopback(compose_lab: dic
 def test_down_leaves_no_container_or_network(compose_lab: dict[str, int]) -> None:
     """Runs last in this module: brings the lab down itself and checks what is left."""
     base = [*compose_command(), "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
-    subprocess.run([*base, "down", "--timeout", "5"], cwd=ROOT, check=True, capture_output=True, timeout=300)
+    subprocess.run(
+        [*base, "down", "-v", "--timeout", "5"], cwd=ROOT, check=True, capture_output=True, timeout=300
+    )
     client = docker.from_env()
     try:
         label = f"com.docker.compose.project={PROJECT}"
         assert client.containers.list(all=True, filters={"label": label}) == []
         assert client.networks.list(filters={"label": label}) == []
+        assert client.volumes.list(filters={"label": label}) == []  # the Locust record volume
     finally:
         client.close()
