@@ -139,3 +139,15 @@ def error_code(obj: Any) -> int | None:
         if isinstance(err, dict) and isinstance(err.get("code"), int):
             return err["code"]
     return None
+
+
+def quantity(value: Any) -> int | None:
+    """An Ethereum quantity ("0x1b4", or a plain integer or decimal string) as an int; None if it is not."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value, 16) if value.startswith("0x") else int(value)
+        except ValueError:
+            return None
+    return None

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import requests
 
+from lab.jsonrpc import quantity
 from lab.record import EventLog, RunDir, TableWriter
 
 log = logging.getLogger(__name__)
@@ -110,22 +111,11 @@ def stats_row(provider: str, stats: Mapping[str, Any], ts: float) -> dict[str, A
     return {
         "ts": ts,
         "provider": provider,
-        "head": _number(head),
+        "head": quantity(head),
         "requests": total,
         "errors": None if total is None else total - int(by_outcome.get("ok", 0)),
         "stats_json": orjson.dumps({k: v for k, v in stats.items() if k != "served_per_second"}).decode(),
     }
-
-
-def _number(value: Any) -> int | None:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value.startswith("0x") else int(value)
-        except ValueError:
-            return None
-    return None
 
 
 class MetricsPoller(Poller):

@@ -13,6 +13,7 @@ from typing import Any, Literal, Protocol
 import orjson
 import websocket
 
+from lab.jsonrpc import quantity
 from lab.load.rpc import classify, exception_class
 
 Kind = Literal["newHeads", "logs"]
@@ -25,17 +26,6 @@ class Stopper(Protocol):
     def is_set(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        try:
-            return int(value, 16) if value.startswith("0x") else int(value)
-        except ValueError:
-            return None
-    return None
 
 
 def head_row(kind: Kind, subscriber: str, result: Any, arrived: float) -> dict[str, Any] | None:
@@ -52,10 +42,10 @@ def head_row(kind: Kind, subscriber: str, result: Any, arrived: float) -> dict[s
         "ts": arrived,
         "subscriber": subscriber,
         "subscription": kind,
-        "block_number": _int(number),
+        "block_number": quantity(number),
         "block_hash": block_hash if isinstance(block_hash, str) else None,
         "parent_hash": parent if isinstance(parent, str) else None,
-        "block_timestamp": _int(timestamp),
+        "block_timestamp": quantity(timestamp),
         "provider": None,
     }
 

@@ -68,3 +68,20 @@ def test_error_code_ignores_non_errors() -> None:
     assert jsonrpc.error_code(jsonrpc.result(1, "0x1")) is None
     assert jsonrpc.error_code({"error": "not an object"}) is None
     assert jsonrpc.error_code(jsonrpc.error(1, -32005, "limit", {"retry": 1})) == -32005
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0x1b4", 436),
+        ("0x0", 0),
+        (436, 436),
+        ("436", 436),
+        ("0xzz", None),
+        (None, None),
+        (True, None),
+        ([], None),
+    ],
+)
+def test_quantity(value: object, expected: int | None) -> None:
+    assert jsonrpc.quantity(value) == expected
