@@ -197,36 +197,27 @@ class Terminated(KeyboardInterrupt):
 
 
 class TerminationGuard:
-    """While entered (by any number of labs), SIGTERM raises `Terminated` in the main thread.
+    """While entered (by any number of labs, nested), SIGTERM raises `Terminated` in the main thread.
 
+    Each entry installs the handler and each exit puts back what was there when it entered, so a handler
+    someone set in between (a test, another library) is honoured and restored in turn.
     Outside the main thread it does nothing (Python delivers signals to the main thread only).
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._previous: Any = None
+        self._previous: list[Any] = []
 
     def _raise(self, signum: int, frame: FrameType | None) -> None:
         raise Terminated(f"received signal {signum}")
 
     def __enter__(self) -> TerminationGuard:
-        if threading.current_thread() is not threading.main_thread():
-            return self
-        with self._lock:
-            if self._depth == 0:
-                self._previous = signal.signal(signal.SIGTERM, self._raise)
-            self._depth += 1
+        if threading.current_thread() is threading.main_thread():
+            self._previous.append(signal.signal(signal.SIGTERM, self._raise))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0:
-                signal.signal(signal.SIGTERM, self._previous or signal.SIG_DFL)
-                self._previous = None
+        if threading.current_thread() is threading.main_thread() and self._previous:
+            signal.signal(signal.SIGTERM, self._previous.pop() or signal.SIG_DFL)
 
     @staticmethod
     @contextlib.contextmanager

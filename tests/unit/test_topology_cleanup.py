@@ -230,3 +230,24 @@ def test_a_second_signal_during_teardown_interrupts_it():
         os.kill(os.getpid(), signal.SIGTERM)
         threading.Event().wait(5)
         pytest.fail("the second signal did not interrupt")
+
+
+def test_termination_guard_nested_under_a_foreign_handler_still_raises_and_restores() -> None:
+    guard = TerminationGuard()
+    original = signal.getsignal(signal.SIGTERM)
+    seen: list[int] = []
+
+    def foreign(signum: int, frame: object) -> None:
+        seen.append(signum)
+
+    try:
+        with guard:  # e.g. a session-scoped lab
+            signal.signal(signal.SIGTERM, foreign)  # e.g. a test's own handler
+            with guard, pytest.raises(Terminated):  # e.g. `lab run` inside that test
+                signal.raise_signal(signal.SIGTERM)
+            assert signal.getsignal(signal.SIGTERM) is foreign
+            signal.raise_signal(signal.SIGTERM)
+            assert seen == [signal.SIGTERM]
+        assert signal.getsignal(signal.SIGTERM) == original
+    finally:
+        signal.signal(signal.SIGTERM, original)
