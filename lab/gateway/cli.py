@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from pathlib import Path
 
 import click
 from aiohttp import web
 
+from lab import serving
 from lab.gateway.config import ConfigError, GatewayConfig, load
 
 log = logging.getLogger("lab.gateway")
@@ -53,14 +52,7 @@ def command(config_path: Path, host: str, port: int, log_level: str) -> None:
         config = load(config_path)
     except ConfigError as exc:
         raise BadConfig(str(exc)) from None
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(_serve_until_signalled(config, host, port))
+    serving.run(_serve_until_signalled(config, host, port))
 
 
 async def _serve_until_signalled(config: GatewayConfig, host: str, port: int) -> None:
@@ -77,12 +69,8 @@ async def _serve_until_signalled(config: GatewayConfig, host: str, port: int) ->
         raise StartupFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     chains = sorted(f"{p.slug}/{name}" for p in config.profiles.values() for name in p.chains)
     log.info("gateway listening on http://%s:%d (profiles/chains: %s)", host, port, ", ".join(chains))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await serving.until_stop_signal()
     finally:
         await app_runner.cleanup()
         log.info("gateway stopped")

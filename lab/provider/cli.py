@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +11,7 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from lab import serving
 from lab.provider.settings import DEFAULT_GENESIS_TIME, MIB, ProviderSettings
 from lab.provider.specs import BEHAVIOR_TYPES, BehaviorError, BehaviorSpec, parse_behavior
 
@@ -138,14 +137,7 @@ def command(log_level: str, behavior: BehaviorSpec | None, **options: Any) -> No
 
 
 def _run(settings: ProviderSettings) -> None:
-    try:
-        import uvloop
-
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:
-        runner = asyncio.Runner()
-    with runner:
-        runner.run(_serve_until_signalled(settings))
+    serving.run(_serve_until_signalled(settings))
 
 
 async def _serve_until_signalled(settings: ProviderSettings) -> None:
@@ -166,12 +158,8 @@ async def _serve_until_signalled(settings: ProviderSettings) -> None:
         settings.block_time,
         settings.behavior.type,
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     try:
-        await stop.wait()
+        await serving.until_stop_signal()
     finally:
         await app_runner.cleanup()
         log.info("provider %s stopped", settings.provider_id)
