@@ -352,6 +352,12 @@ class GenericToxicAction(ToxicAction):
         return {k: int(v) for k, v in self.attributes.items()}
 
 
+class ContainerAction(Action):
+    """An action on a container: a provider's or the gateway's."""
+
+    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
+
+
 class CutAction(Action):
     """Disable the provider's proxies: listeners closed, open connections dropped."""
 
@@ -360,53 +366,47 @@ class CutAction(Action):
     transport: Transport = "both"
 
 
-class KillAction(Action):
+class KillAction(ContainerAction):
     """Kill the container (lifted by starting it again)."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     takes_down: ClassVar[bool] = True
     type: Literal["kill"]
     signal: str = "SIGKILL"
 
 
-class StopAction(Action):
+class StopAction(ContainerAction):
     """Stop the container gracefully (SIGTERM, SIGKILL after `timeout`); lifted by starting it."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     takes_down: ClassVar[bool] = True
     type: Literal["stop"]
     timeout: Duration = 10.0
 
 
-class PauseAction(Action):
+class PauseAction(ContainerAction):
     """Freeze the container's processes: connections stay open and nothing answers."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     takes_down: ClassVar[bool] = True
     type: Literal["pause"]
 
 
-class RestartAction(Action):
+class RestartAction(ContainerAction):
     """Restart the container (instant: no duration)."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     instant: ClassVar[bool] = True
     type: Literal["restart"]
     timeout: Duration = 10.0
 
 
-class PartitionAction(Action):
+class PartitionAction(ContainerAction):
     """Disconnect the container from the lab's network (lifted by reconnecting it with its aliases)."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     takes_down: ClassVar[bool] = True
     type: Literal["partition"]
 
 
-class MemoryAction(Action):
+class MemoryAction(ContainerAction):
     """Squeeze the container's memory limit to `limit_mb` (Lasso's memory_pressure, from outside)."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     type: Literal["memory"]
     limit_mb: Annotated[int, Field(ge=6)]
 
@@ -427,11 +427,10 @@ class BreakerOpenAction(Action):
     type: Literal["breaker_open"]
 
 
-class FlapAction(Action):
+class FlapAction(ContainerAction):
     """Take the target down for `down` every `interval`, for the entry's duration (Lasso's
     provider_flapping(provider, flap_interval, flap_duration, total_duration))."""
 
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
     takes_down: ClassVar[bool] = True
     type: Literal["flap"]
     interval: PositiveDuration
