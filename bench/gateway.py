@@ -208,14 +208,14 @@ def main() -> None:
                 result = closed[name] = drive(url, BODY, args.connections, duration, cpu(args.client_cpu))
                 busy = cpu_seconds(gateway.pid) - cpu_before
                 per_request = f"{busy / result.requests * 1e6:.0f}" if name == "via gateway" else "-"
-                figures = (f"{result.rps:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}", result.errors)
-                print(row(name, *figures, f"{busy / result.seconds:.0%}", per_request))
+                cells = (f"{result.rps:.0f}", f"{result.p50_ms:.2f}", f"{result.p99_ms:.2f}", result.errors)
+                print(row(name, *cells, f"{busy / result.seconds:.0%}", per_request))
 
     latency_ok = added[50] < TARGET_ADDED_P50_MS and added[99] < TARGET_ADDED_P99_MS
     throughput_ok = closed["via gateway"].rps >= TARGET_RPS
     verdict = "meets" if latency_ok else "MISSES"
-    figures = f"p50 {added[50]:.3f} ms, p99 {added[99]:.3f} ms"
-    print(f"\nadded latency (median of rounds): {figures}; {verdict} the target")
+    added_ms = f"p50 {added[50]:.3f} ms, p99 {added[99]:.3f} ms"
+    print(f"\nadded latency (median of rounds): {added_ms}; {verdict} the target")
     print(f"  (under {TARGET_ADDED_P50_MS:g} ms at the median and {TARGET_ADDED_P99_MS:g} ms at p99)")
     verdict = "meets" if throughput_ok else "MISSES"
     print(

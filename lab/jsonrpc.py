@@ -7,7 +7,7 @@ provider's business and how a request is routed is the gateway's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import orjson
 
@@ -29,6 +29,14 @@ CALLER_ERROR_CODES = frozenset({INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAM
 JSON_CONTENT_TYPE = "application/json"
 
 
+class ErrorObject(TypedDict):
+    """The `error` member of a JSON-RPC response (§5.1)."""
+
+    code: int
+    message: str
+    data: NotRequired[Any]
+
+
 class JsonRpcError(Exception):
     """An error that becomes a JSON-RPC error object in the response."""
 
@@ -38,8 +46,8 @@ class JsonRpcError(Exception):
         self.message = message
         self.data = data
 
-    def to_dict(self) -> dict[str, Any]:
-        err: dict[str, Any] = {"code": self.code, "message": self.message}
+    def to_dict(self) -> ErrorObject:
+        err: ErrorObject = {"code": self.code, "message": self.message}
         if self.data is not None:
             err["data"] = self.data
         return err

@@ -158,9 +158,9 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
             log.append(event)
     if plan.gateway_events:
         with run.event_log("gateway_events") as log:
-            for event in sorted(plan.gateway_events, key=lambda e: e["ts"]):
-                ts = plan.start_unix + float(event["ts"])
-                log.append({**event, "ts": ts, "received_ts": ts + 0.001})
+            for gateway_event in sorted(plan.gateway_events, key=lambda e: e["ts"]):
+                ts = plan.start_unix + float(gateway_event["ts"])
+                log.append({**gateway_event, "ts": ts, "received_ts": ts + 0.001})
     return run.path
 
 
@@ -235,7 +235,8 @@ def _requests_slice(plan: SyntheticRun, rng: np.random.Generator, index: np.ndar
         if burst.provider is not None:
             hit &= provider == provider_names.index(burst.provider)
         error_class[hit] = burst.error_class
-    ok = np.equal(error_class, None)
+        failed |= hit
+    ok = ~failed
     ts_us = np.round((plan.start_unix + t) * 1_000_000).astype(np.int64)
     columns: dict[str, Any] = {
         "ts": pa.array(ts_us, type=pa.int64()).cast(TABLES["requests"].field("ts").type),

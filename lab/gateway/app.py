@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,7 +21,7 @@ from lab.gateway.health import HeadPoller
 from lab.gateway.http_api import HttpRpc
 from lab.gateway.metrics import Metrics
 from lab.gateway.router import Router
-from lab.gateway.runtime import ChainRuntime, ProviderRuntime, Registry
+from lab.gateway.runtime import ChainRuntime, Registry
 from lab.gateway.subscriptions import SubscriptionManager, WsPool
 from lab.gateway.upstream import NETWORK_ERRORS, http_post, new_session
 from lab.gateway.ws_api import WsRpc
@@ -57,7 +58,7 @@ class Gateway:
             poller = HeadPoller(
                 chain.observe_heads,
                 (p.id for p in chain.http_providers),
-                lambda provider_id, chain=chain: self._fetch_head(chain, chain.by_id[provider_id]),
+                functools.partial(self._fetch_head, chain),
                 chain.policy.head_poll_interval_s,
             )
             poller.start()
@@ -75,8 +76,9 @@ class Gateway:
         yield
         await self.stop()
 
-    async def _fetch_head(self, chain: ChainRuntime, provider: ProviderRuntime) -> int | None:
+    async def _fetch_head(self, chain: ChainRuntime, provider_id: str) -> int | None:
         """One provider's head, asked directly (no breaker: probes watch providers the router avoids)."""
+        provider = chain.by_id[provider_id]
         assert self._session is not None and provider.url is not None
         timeout = min(chain.policy.attempt_timeout_s, chain.policy.head_poll_interval_s)
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from lab.jsonrpc import INTERNAL_ERROR, LIMIT_EXCEEDED, SERVER_ERROR
+from lab.jsonrpc import INTERNAL_ERROR, LIMIT_EXCEEDED, SERVER_ERROR, ErrorObject, JsonRpcError
 from lab.provider import specs
 from lab.provider.methods import View, requested_block, requested_log_span
 
@@ -37,7 +37,7 @@ class Outcome:
     delay_s: float = 0.0
     lag: int = 0
     http_status: int = 200
-    error: dict[str, Any] | None = None  # the JSON-RPC error object of a FAIL
+    error: ErrorObject | None = None  # the JSON-RPC error object of a FAIL
     plain_http: bool = False  # a FAIL answered over HTTP with a plain-text body instead of JSON-RPC
     retry_after_s: float | None = None
     hold_s: float = 0.0
@@ -142,11 +142,6 @@ class RateLimitPolicy:
         self.spec = spec
         self.window = -1
         self.count = 0
-        self.error = {
-            "code": spec.code,
-            "message": spec.message,
-            "data": {"limit": spec.limit, "window_s": spec.window_s},
-        }
 
     def decide(self, call: Call) -> Outcome:
         if call.probe:
@@ -162,7 +157,11 @@ class RateLimitPolicy:
         return Outcome(
             Action.FAIL,
             http_status=429,
-            error={**self.error, "data": {**self.error["data"], "backoff_seconds": retry_after}},
+            error={
+                "code": self.spec.code,
+                "message": self.spec.message,
+                "data": {"limit": self.spec.limit, "window_s": window_s, "backoff_seconds": retry_after},
+            },
             retry_after_s=retry_after,
             label="rate_limited",
         )
@@ -290,11 +289,9 @@ Child = Callable[..., Policy]
 
 def _fail_outcome(spec: specs.AlwaysFail | specs.ErrorCode) -> Outcome:
     if spec.code is None:  # a plain HTTP error (error_code with code null)
-        error = {"code": INTERNAL_ERROR, "message": f"HTTP {spec.http_status}: {spec.message}"}
+        error = JsonRpcError(INTERNAL_ERROR, f"HTTP {spec.http_status}: {spec.message}").to_dict()
     else:
-        error = {"code": spec.code, "message": spec.message}
-        if spec.data is not None:
-            error["data"] = spec.data
+        error = JsonRpcError(spec.code, spec.message, spec.data).to_dict()
     return Outcome(
         Action.FAIL, http_status=spec.http_status, error=error, plain_http=spec.code is None, label="failed"
     )
@@ -327,22 +324,18 @@ def _compile_param_sensitive(spec: specs.ParamSensitive, seed: int, child: Child
     return ParamSensitivePolicy(rules, child(spec.otherwise, "otherwise"))
 
 
+def _failed(code: int, message: str, limit: int) -> Outcome:
+    """A FAIL whose error data names the node's limit (a block range, a state depth)."""
+    return Outcome(Action.FAIL, error=JsonRpcError(code, message, {"limit": limit}).to_dict(), label="failed")
+
+
 def _range_error(limit: int) -> Outcome:
-    error = {
-        "code": LIMIT_EXCEEDED,
-        "message": f"block range too large: the limit is {limit} blocks",
-        "data": {"limit": limit},
-    }
-    return Outcome(Action.FAIL, error=error, label="failed")
+    return _failed(LIMIT_EXCEEDED, f"block range too large: the limit is {limit} blocks", limit)
 
 
 def _missing_state_error(depth: int) -> Outcome:
-    error = {
-        "code": SERVER_ERROR,
-        "message": f"missing trie node: state is not available (this node keeps the last {depth} blocks)",
-        "data": {"limit": depth},
-    }
-    return Outcome(Action.FAIL, error=error, label="failed")
+    message = f"missing trie node: state is not available (this node keeps the last {depth} blocks)"
+    return _failed(SERVER_ERROR, message, depth)
 
 
 _COMPILERS: dict[type, Callable[[Any, int, Child], Policy]] = {

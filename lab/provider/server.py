@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("lab.provider")
 
 PROVIDER_HEADER = "X-Lab-Provider"
-TIMED_OUT_ERROR = {"code": SERVER_ERROR, "message": "request timed out"}
+TIMED_OUT_ERROR = JsonRpcError(SERVER_ERROR, "request timed out")
 Clock = Callable[[], float]
 
 
@@ -101,7 +101,7 @@ class ProviderServer:
         elif action is Action.HANG:
             self.stats.record(stat_name, outcome.label, now)  # the client may give up first: count it now
             await self._wait(outcome.hold_s)
-            response = jsonrpc.error(request.id, **TIMED_OUT_ERROR)
+            response = jsonrpc.error_from(request.id, TIMED_OUT_ERROR)
         else:
             self.stats.record(stat_name, outcome.label, now)
             response = {"jsonrpc": "2.0", "id": request.id, "error": outcome.error}

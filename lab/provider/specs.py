@@ -10,7 +10,7 @@ from the provider's `--seed`), so a run is reproducible.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -249,7 +249,7 @@ for _model in (
     _model.model_rebuild()  # resolve the forward references to `Behavior`
 
 _ADAPTER: TypeAdapter[BehaviorSpec] = TypeAdapter(Behavior)
-BEHAVIOR_TYPES = tuple(m.model_fields["type"].default for m in BehaviorSpec.__args__)  # type: ignore[attr-defined]
+BEHAVIOR_TYPES = tuple(m.model_fields["type"].default for m in get_args(BehaviorSpec))
 
 
 class BehaviorError(ValueError):

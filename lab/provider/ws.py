@@ -23,8 +23,6 @@ from lab.provider import params as p
 from lab.provider.policy import Action
 
 if TYPE_CHECKING:
-    import asyncio.transports
-
     from lab.provider.server import ProviderServer
 
 log = logging.getLogger("lab.provider")
@@ -53,7 +51,7 @@ class WsSession:
         self,
         server: ProviderServer,
         ws: web.WebSocketResponse,
-        transport: asyncio.transports.BaseTransport | None,
+        transport: asyncio.Transport | None,  # aiohttp's request.transport
     ) -> None:
         self.server = server
         self.ws = ws
