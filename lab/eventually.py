@@ -54,14 +54,11 @@ def wait_for_value(
         event.wait(min(interval, remaining))
 
 
-def eventually(fn: Callable[[], Any], **kwargs: Any) -> Any:
+def eventually(
+    fn: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.05, message: str = "condition"
+) -> T:
     """Retry an assertion-style callable until it stops raising; return its value."""
-
-    def attempt() -> tuple[bool, Any]:
-        return True, fn()
-
-    kwargs.setdefault("ignore", (AssertionError, Exception))
-    return wait_for_value(attempt, lambda r: r[0], **kwargs)[1]
+    return wait_for_value(fn, lambda _: True, timeout=timeout, interval=interval, message=message)
 
 
 def refute_eventually(

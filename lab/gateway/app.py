@@ -13,6 +13,7 @@ import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from lab import jsonrpc
 from lab.gateway.admin import Admin
 from lab.gateway.config import GatewayConfig
 from lab.gateway.endpoints import Endpoints
@@ -86,9 +87,10 @@ class Gateway:
             status, raw = await http_post(
                 self._session, provider.url, _BLOCK_NUMBER, provider.http_headers, timeout
             )
-            number = int(orjson.loads(raw)["result"], 16) if status == 200 else None
-        except (*NETWORK_ERRORS, ValueError, TypeError, KeyError):  # down, or not a JSON-RPC quantity
+            body = orjson.loads(raw) if status == 200 else None
+        except (*NETWORK_ERRORS, ValueError):  # down, or not answering JSON
             return None
+        number = jsonrpc.quantity(body.get("result")) if isinstance(body, dict) else None
         if number is not None:
             provider.latency.record("http", "eth_blockNumber", time.perf_counter() - started)
         return number

@@ -6,7 +6,6 @@ import logging
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from lab import serving
 from lab.gateway.config import ConfigError, GatewayConfig, load
@@ -58,14 +57,11 @@ def command(config_path: Path, host: str, port: int, log_level: str) -> None:
 async def _serve_until_signalled(config: GatewayConfig, host: str, port: int) -> None:
     from lab.gateway.app import create_app
 
-    app_runner = web.AppRunner(
-        create_app(config), access_log=None, handle_signals=False, shutdown_timeout=2.0
-    )
-    await app_runner.setup()
     try:
-        await web.TCPSite(app_runner, host, port, backlog=2048).start()
+        app_runner, port = await serving.listen(
+            create_app(config), host, port, backlog=2048, shutdown_timeout=2.0
+        )
     except OSError as exc:
-        await app_runner.cleanup()
         raise StartupFailed(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     chains = sorted(f"{p.slug}/{name}" for p in config.profiles.values() for name in p.chains)
     log.info("gateway listening on http://%s:%d (profiles/chains: %s)", host, port, ", ".join(chains))

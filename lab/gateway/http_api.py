@@ -20,6 +20,7 @@ from lab.gateway.endpoints import RouteError, Target
 
 if TYPE_CHECKING:
     from lab.gateway.app import Gateway
+    from lab.gateway.router import Routed
 
 
 class HttpRpc:
@@ -61,7 +62,7 @@ def _respond(
     status: int,
     meta_mode: str | None,
     target: Target | None,
-    routed: list[Any],
+    routed: list[Routed | None],
     started: float,
     is_batch: bool = False,
 ) -> web.Response:

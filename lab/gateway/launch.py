@@ -7,30 +7,24 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
-from aiohttp import web
-
+from lab import serving
 from lab.gateway.config import GatewayConfig, load
-from lab.provider.launch import free_port, local_process
+
+if TYPE_CHECKING:
+    from lab.gateway.app import Gateway
 
 
-@dataclass(frozen=True)
-class GatewayEndpoint:
+@dataclass(frozen=True, kw_only=True)
+class GatewayEndpoint(serving.LocalServer):
     """Where a started gateway listens. `gateway` is set for an in-process gateway."""
 
-    port: int
-    host: str = "127.0.0.1"
-    pid: int | None = None
-    gateway: Any = None  # lab.gateway.app.Gateway, in process only
+    gateway: Gateway | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def ws_base(self) -> str:
-        return f"ws://{self.host}:{self.port}"
+        return self.http_base
 
     @property
     def events_url(self) -> str:
@@ -64,11 +58,12 @@ def start_gateway_process(
 
     Waits for `/api/health`; raises with the gateway's stderr if it exits or never answers.
     """
-    port = port or free_port()
-    args = ["gateway", "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)]
-    health_url = GatewayEndpoint(port).url + "/api/health"
-    with local_process(args, health_url, "gateway", cpu, env, startup_timeout) as pid:
-        yield GatewayEndpoint(port, pid=pid)
+    endpoint = GatewayEndpoint(port=port or serving.free_port())
+    args = ["gateway", "--config", str(config_path), "--host", endpoint.host, "--port", str(endpoint.port)]
+    with serving.start_process(
+        args, endpoint.url + "/api/health", "gateway", cpu=cpu, env=env, startup_timeout=startup_timeout
+    ) as pid:
+        yield GatewayEndpoint(port=endpoint.port, pid=pid)
 
 
 @contextlib.asynccontextmanager
@@ -77,11 +72,8 @@ async def running_gateway(config: GatewayConfig | str | Path) -> AsyncIterator[G
     from lab.gateway.app import GATEWAY_KEY, create_app
 
     app = create_app(config if isinstance(config, GatewayConfig) else load(config))
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    runner, port = await serving.listen(app, serving.LOCALHOST, 0)
     try:
-        await site.start()
-        yield GatewayEndpoint(int(runner.addresses[0][1]), gateway=app[GATEWAY_KEY])
+        yield GatewayEndpoint(port=port, gateway=app[GATEWAY_KEY])
     finally:
         await runner.cleanup()

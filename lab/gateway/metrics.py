@@ -6,7 +6,7 @@ since looking up a child by its labels costs more than the observation itself.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics import MetricWrapperBase
@@ -15,6 +15,8 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 _MAX_METHOD_LABELS = 200  # clients choose method names; past this many, the rest count as "other"
 
 BREAKER_STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 
 class Metrics:
@@ -113,17 +115,17 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class _Children:
+class _Children(Generic[M]):
     """The children of one metric under fixed leading label values, cached by the remaining ones."""
 
     __slots__ = ("_cache", "_metric", "_prefix")
 
-    def __init__(self, metric: MetricWrapperBase, *prefix: str) -> None:
+    def __init__(self, metric: M, *prefix: str) -> None:
         self._metric = metric
         self._prefix = prefix
-        self._cache: dict[tuple[str, ...], Any] = {}
+        self._cache: dict[tuple[str, ...], M] = {}
 
-    def get(self, *labels: str) -> Any:
+    def get(self, *labels: str) -> M:
         child = self._cache.get(labels)
         if child is None:
             child = self._cache[labels] = self._metric.labels(*self._prefix, *labels)

@@ -9,7 +9,7 @@ attempt on that provider and never fails over.
 
 from __future__ import annotations
 
-import contextlib
+import random
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,7 +55,7 @@ class _Call:
 
 
 class Router:
-    def __init__(self, session: aiohttp.ClientSession, events: ev.EventBus, rng: Any) -> None:
+    def __init__(self, session: aiohttp.ClientSession, events: ev.EventBus, rng: random.Random) -> None:
         self._session = session
         self._events = events
         self._rng = rng
@@ -214,11 +214,9 @@ class Router:
 def _observe_block_number(chain: ChainRuntime, provider_id: str, result: Any) -> None:
     """A served eth_blockNumber that shows a new head is a free head observation (a repeated one adds
     nothing the poller does not already refresh)."""
-    if isinstance(result, str) and result.startswith("0x"):
-        with contextlib.suppress(ValueError):
-            number = int(result, 16)
-            if number != chain.heads.head(provider_id):
-                chain.observe_head(provider_id, number)
+    number = jsonrpc.quantity(result)
+    if number is not None and number != chain.heads.head(provider_id):
+        chain.observe_head(provider_id, number)
 
 
 def _failure_response(

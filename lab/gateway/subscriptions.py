@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -92,7 +93,7 @@ class WsPool:
 class SubscriptionManager:
     """The subscriptions of one chain."""
 
-    def __init__(self, chain: ChainRuntime, router: Router, pool: WsPool, rng: Any) -> None:
+    def __init__(self, chain: ChainRuntime, router: Router, pool: WsPool, rng: random.Random) -> None:
         self.chain = chain
         self.router = router
         self.pool = pool
@@ -415,7 +416,7 @@ class _Group:
     # --- newHeads --------------------------------------------------------------------------------------
 
     async def _on_head(self, header: Any) -> None:
-        number = _quantity(header.get("number") if isinstance(header, dict) else None)
+        number = jsonrpc.quantity(header.get("number") if isinstance(header, dict) else None)
         if number is None or self.provider is None:
             return
         self.chain.observe_head(self.provider.id, number)
@@ -464,7 +465,7 @@ class _Group:
     async def _backfill_logs(self, from_block: int) -> None:
         """Re-read the logs from the last head the failed upstream announced up to the new upstream's
         head; what the new subscription also sends is dropped as a duplicate."""
-        head = _quantity(await self._fetch("eth_blockNumber", []))
+        head = jsonrpc.quantity(await self._fetch("eth_blockNumber", []))
         if head is None:
             self._publish_fill(ev.GAP_FILL_FAILED, from_block, from_block, reason="head_unavailable")
             return
@@ -532,17 +533,8 @@ def _parse_params(params: Any) -> tuple[str, dict[str, Any] | None]:
     return kind, log_filter
 
 
-def _quantity(value: Any) -> int | None:
-    if isinstance(value, str) and value.startswith("0x"):
-        try:
-            return int(value, 16)
-        except ValueError:
-            return None
-    return None
-
-
 def _log_key(entry: Any) -> tuple[int, int] | None:
     if not isinstance(entry, dict):
         return None
-    block, index = _quantity(entry.get("blockNumber")), _quantity(entry.get("logIndex"))
+    block, index = jsonrpc.quantity(entry.get("blockNumber")), jsonrpc.quantity(entry.get("logIndex"))
     return None if block is None or index is None else (block, index)

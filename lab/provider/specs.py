@@ -10,7 +10,7 @@ from the provider's `--seed`), so a run is reproducible.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeGuard, get_args
 
 from pydantic import (
     BaseModel,
@@ -249,7 +249,13 @@ for _model in (
     _model.model_rebuild()  # resolve the forward references to `Behavior`
 
 _ADAPTER: TypeAdapter[BehaviorSpec] = TypeAdapter(Behavior)
-BEHAVIOR_TYPES = tuple(m.model_fields["type"].default for m in get_args(BehaviorSpec))
+_BEHAVIOR_CLASSES: tuple[type[BaseModel], ...] = get_args(BehaviorSpec)
+BEHAVIOR_TYPES = tuple(m.model_fields["type"].default for m in _BEHAVIOR_CLASSES)
+
+
+def is_behavior(value: object) -> TypeGuard[BehaviorSpec]:
+    """Whether `value` is a validated behaviour spec (an instance of one of the behaviour models)."""
+    return isinstance(value, _BEHAVIOR_CLASSES)
 
 
 class BehaviorError(ValueError):

@@ -23,7 +23,8 @@ import yaml
 from lab.eventually import async_wait_for_value, wait_for_value
 from lab.gateway.launch import GatewayEndpoint, start_gateway_process
 from lab.gateway_events import Event, GatewayEventStream
-from lab.provider.launch import ProcessExited, ProviderEndpoint, start_provider_process
+from lab.provider.launch import ProviderEndpoint, start_provider_process
+from lab.serving import ProcessExited
 
 pytestmark = pytest.mark.integration
 

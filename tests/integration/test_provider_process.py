@@ -15,7 +15,8 @@ import orjson
 import pytest
 
 from lab.eventually import wait_for_value
-from lab.provider.launch import ProcessExited, start_provider_process
+from lab.provider.launch import start_provider_process
+from lab.serving import ProcessExited
 
 pytestmark = pytest.mark.integration
 
