@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from lab.analysis import render as r
 from lab.analysis.compare import Side
@@ -31,13 +31,17 @@ def write_comparison(result: dict[str, Any], baseline: Side, current: Side, out_
     return paths
 
 
-def metric_rows(result: dict[str, Any]) -> list[list[r.Cell]]:
-    rows = []
+# One row per metric, in HEADERS' order; the verdict is a (text, css class) cell.
+MetricRow = tuple[str, str, str, str, str, str, tuple[str, str], str]
+
+
+def metric_rows(result: dict[str, Any]) -> list[MetricRow]:
+    rows: list[MetricRow] = []
     for m in result["metrics"]:
         fmt = _formatter(m["name"])
         ci = m["ci"]
         rows.append(
-            [
+            (
                 m["name"],
                 fmt(m["baseline"]),
                 fmt(m["current"]),
@@ -46,12 +50,16 @@ def metric_rows(result: dict[str, Any]) -> list[list[r.Cell]]:
                 "—" if m["tolerance"] is None else "±" + fmt(m["tolerance"], signed=True).lstrip("+"),
                 (m["verdict"].replace("_", " "), m["verdict"]),
                 m["detail"],
-            ]
+            )
         )
     return rows
 
 
-def _formatter(name: str) -> Any:
+class _Format(Protocol):
+    def __call__(self, value: float | None, signed: bool = False) -> str: ...
+
+
+def _formatter(name: str) -> _Format:
     """Values in the metric's unit; differences (signed=True) in percentage points for success rate."""
 
     def fmt(value: float | None, signed: bool = False) -> str:

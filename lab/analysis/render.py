@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from typing import Any
+from typing import TypeAlias
 
-Cell = Any  # str, number or None; a (text, css class) tuple for a styled HTML cell
+Value: TypeAlias = str | int | float | None  # None prints as "—"
+Cell: TypeAlias = Value | tuple[Value, str]  # a (value, css class) tuple for a styled HTML cell
 
 
 def ms(value: float | None) -> str:
@@ -96,5 +97,5 @@ def image(b64_png: str, alt: str) -> str:
     return f"<img alt='{html.escape(alt)}' src='data:image/png;base64,{b64_png}'>"
 
 
-def escape(text: Any) -> str:
+def escape(text: object) -> str:
     return html.escape(str(text))
