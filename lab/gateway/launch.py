@@ -7,7 +7,9 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
+
+import yaml
 
 from lab import serving
 from lab.gateway.config import GatewayConfig, load
@@ -35,6 +37,38 @@ class GatewayEndpoint(serving.LocalServer):
 
     def ws_url(self, chain: str, *, strategy: str | None = None, provider: str | None = None) -> str:
         return self.ws_base + "/ws" + _rpc_path(chain, strategy, provider)
+
+
+class Upstream(Protocol):
+    """A provider a test profile routes to (a `lab.provider.launch.ProviderEndpoint`)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def ws_url(self) -> str: ...
+
+
+def profile_yaml(
+    slug: str,
+    providers: Mapping[str, Upstream],
+    *,
+    name: str | None = None,
+    block_time_s: float,
+    gateway: Mapping[str, Any] | None = None,
+) -> str:
+    """A Lasso profile file with one chain ("ethereum", chain id 1) served by `providers`, in priority
+    order; `gateway` adds to its gateway settings (default strategy: priority)."""
+    chain = {
+        "chain_id": 1,
+        "block_time_ms": int(block_time_s * 1000),
+        "providers": [
+            {"id": provider_id, "url": p.url, "ws_url": p.ws_url, "priority": i}
+            for i, (provider_id, p) in enumerate(providers.items())
+        ],
+    }
+    body = {"chains": {"ethereum": chain}, "gateway": {"default_strategy": "priority", **(gateway or {})}}
+    return f"---\nname: {name or slug}\nslug: {slug}\n---\n" + yaml.safe_dump(body)
 
 
 def _rpc_path(chain: str, strategy: str | None, provider: str | None) -> str:

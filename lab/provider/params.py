@@ -43,18 +43,19 @@ def quantity(value: Any, index: int) -> int:
 
 
 def address(value: Any, index: int) -> str:
-    if not isinstance(value, str):
-        raise invalid(index, "json: cannot unmarshal non-string into Go value of type common.Address")
-    if not _ADDRESS.fullmatch(value):
-        raise invalid(index, f"hex string has length {_hex_len(value)}, want 40 for common.Address")
-    return value.lower()
+    return _fixed_hex(value, index, _ADDRESS, "common.Address", 40)
 
 
 def hash32(value: Any, index: int) -> str:
+    return _fixed_hex(value, index, _HASH, "common.Hash", 64)
+
+
+def _fixed_hex(value: Any, index: int, pattern: re.Pattern[str], go_type: str, digits: int) -> str:
+    """A fixed-length hex value, lower-cased; rejected in geth's words for its Go type."""
     if not isinstance(value, str):
-        raise invalid(index, "json: cannot unmarshal non-string into Go value of type common.Hash")
-    if not _HASH.fullmatch(value):
-        raise invalid(index, f"hex string has length {_hex_len(value)}, want 64 for common.Hash")
+        raise invalid(index, f"json: cannot unmarshal non-string into Go value of type {go_type}")
+    if not pattern.fullmatch(value):
+        raise invalid(index, f"hex string has length {_hex_len(value)}, want {digits} for {go_type}")
     return value.lower()
 
 

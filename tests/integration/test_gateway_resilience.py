@@ -18,10 +18,9 @@ import aiohttp
 import orjson
 import pytest
 import requests
-import yaml
 
 from lab.eventually import async_wait_for_value, wait_for_value
-from lab.gateway.launch import GatewayEndpoint, start_gateway_process
+from lab.gateway.launch import GatewayEndpoint, profile_yaml, start_gateway_process
 from lab.gateway_events import Event, GatewayEventStream
 from lab.provider.launch import ProviderEndpoint, start_provider_process
 from lab.serving import ProcessExited
@@ -77,19 +76,6 @@ class Lab:
         return self.events.wait_for(predicate, timeout=timeout, after=after, message=message)
 
 
-def profile_text(slug: str, providers: dict[str, ProviderEndpoint], settings: dict[str, Any]) -> str:
-    chain = {
-        "chain_id": 1,
-        "block_time_ms": int(BLOCK_TIME_S * 1000),
-        "providers": [
-            {"id": pid, "url": p.url, "ws_url": p.ws_url, "priority": i}
-            for i, (pid, p) in enumerate(providers.items())
-        ],
-    }
-    body = {"chains": {"ethereum": chain}, "gateway": {"default_strategy": "priority", **settings}}
-    return f"---\nname: {slug}\nslug: {slug}\n---\n" + yaml.safe_dump(body)
-
-
 @pytest.fixture(scope="module")
 def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     genesis = time.time() - 1000 * BLOCK_TIME_S
@@ -100,8 +86,12 @@ def running_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         start_provider_process("p3", block_time=BLOCK_TIME_S, genesis_time=genesis) as p3,
     ):
         providers = {"p1": p1, "p2": p2, "p3": p3}
-        (config_dir / "strong.yml").write_text(profile_text("strong", providers, STRONG))
-        (config_dir / "weak.yml").write_text(profile_text("weak", providers, WEAK))
+        (config_dir / "strong.yml").write_text(
+            profile_yaml("strong", providers, block_time_s=BLOCK_TIME_S, gateway=STRONG)
+        )
+        (config_dir / "weak.yml").write_text(
+            profile_yaml("weak", providers, block_time_s=BLOCK_TIME_S, gateway=WEAK)
+        )
         with start_gateway_process(config_dir) as gateway, GatewayEventStream(gateway.events_url) as events:
             yield Lab(gateway, providers, events)
 

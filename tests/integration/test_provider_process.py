@@ -86,50 +86,25 @@ def test_new_heads_over_a_real_process_at_50_ms() -> None:
     assert numbers == list(range(numbers[0], numbers[0] + 5))
 
 
+def lab_provider(*args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m lab provider *args` run to its end (for start-up failures)."""
+    return subprocess.run(
+        [sys.executable, "-m", "lab", "provider", *args], capture_output=True, text=True, timeout=30
+    )
+
+
 def test_a_port_in_use_is_a_clear_start_up_failure() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "lab",
-                "provider",
-                "--id",
-                "x",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        result = lab_provider("--id", "x", "--host", "127.0.0.1", "--port", str(port))
     assert result.returncode == 3
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
 
 
 def test_a_bad_behaviour_stops_the_process_before_it_listens() -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "lab",
-            "provider",
-            "--id",
-            "x",
-            "--port",
-            "0",
-            "--behavior",
-            '{"type": "latency", "ms": "slow"}',
-        ],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = lab_provider("--id", "x", "--port", "0", "--behavior", '{"type": "latency", "ms": "slow"}')
     assert result.returncode == 2
     assert "--behavior / LAB_PROVIDER_BEHAVIOR" in result.stderr and "ms" in result.stderr
 

@@ -13,10 +13,9 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-import yaml
 
 from lab.eventually import async_wait_for_value
-from lab.gateway.launch import GatewayEndpoint, running_gateway
+from lab.gateway.launch import GatewayEndpoint, profile_yaml, running_gateway
 from lab.provider.launch import ProviderEndpoint, running_provider
 
 BLOCK_TIME_S = 0.05
@@ -32,17 +31,8 @@ async def lab(tmp_path: Path) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, 
             )
             for pid in ("p1", "p2")
         }
-        chain = {
-            "chain_id": 1,
-            "block_time_ms": int(BLOCK_TIME_S * 1000),
-            "providers": [
-                {"id": pid, "url": p.url, "ws_url": p.ws_url, "priority": i}
-                for i, (pid, p) in enumerate(providers.items())
-            ],
-        }
-        body = {"chains": {"ethereum": chain}, "gateway": {"default_strategy": "priority"}}
         path = tmp_path / "public.yml"
-        path.write_text("---\nname: T\nslug: public\n---\n" + yaml.safe_dump(body))
+        path.write_text(profile_yaml("public", providers, name="T", block_time_s=BLOCK_TIME_S))
         yield await stack.enter_async_context(running_gateway(path)), providers
 
 
