@@ -20,7 +20,7 @@ import pytest
 import requests
 import yaml
 
-from lab.cleanup import OWNER_PID, RUN_ID, label_filters
+from lab.topology.cleanup import OWNER_PID, RUN_ID, label_filters
 from lab.eventually import wait_for_value
 from lab.topology import Lab, TopologySpec
 

@@ -11,19 +11,18 @@ import yaml
 
 from lab.gateway import config as gateway_config
 from lab.topology import (
-    GATEWAY_PROFILES,
     GatewaySpec,
     Lab,
     ProviderSpec,
     SpecError,
     TopologySpec,
-    allocate_host_ports,
-    build_endpoints,
     load_gateway_spec,
     load_topology_spec,
-    plan_ports,
-    render_gateway_config,
 )
+from lab.topology.endpoints import build_endpoints
+from lab.topology.gateway_config import render_gateway_config
+from lab.topology.ports import allocate_host_ports, plan_ports
+from lab.topology.specs import GATEWAY_PROFILES
 
 
 def counting_allocator(start: int = 40000):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -9,8 +10,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
-from lab.cleanup import (
+from lab.topology import cli as topology_cli
+
+from lab.topology.cleanup import (
     DETACHED,
     MANAGED,
     OWNER_HOST,
@@ -21,7 +25,7 @@ from lab.cleanup import (
     is_orphan,
     lab_labels,
     label_filters,
-    owned_by_live_process,
+    owner_state,
     remove_lab_resources,
 )
 
@@ -39,6 +43,7 @@ class FakeResource:
         if self._fails:
             raise RuntimeError("device busy")
         self._log.append(self.name)
+        getattr(self, "_log_also", []).append(self.name)
 
 
 class FakeNetwork(FakeResource):
@@ -62,11 +67,39 @@ class FakeCollection:
         return list(self.items)
 
 
+class FakeApi:
+    """The low-level API's listings (`lab ps`), as dicts, from the same fake resources."""
+
+    def __init__(self, docker: FakeDocker) -> None:
+        self._docker = docker
+
+    def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:
+        return [
+            {"Names": [f"/{c.name}"], "Labels": c.labels, "State": "running", "Created": 0, "Ports": []}
+            for c in self._docker.containers.items
+            if c.name not in self._docker.removed
+        ]
+
+    def networks(self, filters: dict | None = None) -> list[dict]:
+        return [
+            {"Name": n.name, "Labels": n.attrs["Labels"]}
+            for n in self._docker.networks.items
+            if n.name not in self._docker.removed
+        ]
+
+
 class FakeDocker:
     def __init__(self, containers=(), networks=(), volumes=()) -> None:
         self.containers = FakeCollection(list(containers))
         self.networks = FakeCollection(list(networks))
         self.volumes = FakeCollection(list(volumes))
+        self.api = FakeApi(self)
+        self.removed: list[str] = []
+        for resource in [*containers, *networks, *volumes]:
+            resource._log_also = self.removed
+
+    def close(self) -> None:
+        pass
 
 
 def labels(
@@ -152,31 +185,67 @@ def test_orphan_sweep_leaves_live_and_detached_labs():
     assert report.removed == 2
 
 
-def test_keep_live_leaves_only_labs_of_running_processes():
-    log: list[str] = []
+def test_owner_state_says_whose_a_lab_is():
+    assert owner_state(labels("r")) == "running"  # this process
+    assert owner_state(labels("r", pid=dead_pid())) == "orphan"
+    assert owner_state(labels("r", pid=dead_pid(), detached=True)) == "detached"
+    assert owner_state(labels("r", detached=True)) == "detached"
+    assert owner_state(labels("r", host="another-machine")) == "elsewhere"
+    assert owner_state({**labels("r"), OWNER_PID: "garbage"}) == "unknown"
+
+
+def mixed_host(log: list[str]) -> FakeDocker:
+    """A crashed run, a live test session, a `lab up` lab and a lab of another host."""
     gone = dead_pid()
-    client = FakeDocker(
+    return FakeDocker(
         containers=[
             FakeResource("crashed", labels("r1", pid=gone), log),
             FakeResource("test-session", labels("r2"), log),  # this process: alive
-            FakeResource("lab-up", labels("r3", detached=True), log),
+            FakeResource("lab-up", labels("r3", pid=gone, detached=True), log),
             FakeResource("elsewhere", labels("r4", host="another-machine"), log),
         ],
         networks=[
+            FakeNetwork("lab-r1", labels("r1", pid=gone), log),
             FakeNetwork("lab-r2", labels("r2"), log),
-            FakeNetwork("lab-r3", labels("r3", detached=True), log),
+            FakeNetwork("lab-r3", labels("r3", pid=gone, detached=True), log),
         ],
     )
-    remove_lab_resources(client, keep_live=True)
-    assert log == ["crashed", "lab-up", "elsewhere", "lab-r3"]
 
 
-def test_owned_by_live_process():
-    assert owned_by_live_process(labels("r"))
-    assert not owned_by_live_process(labels("r", pid=dead_pid()))
-    assert not owned_by_live_process(labels("r", detached=True))
-    assert not owned_by_live_process(labels("r", host="another-machine"))
-    assert not owned_by_live_process({**labels("r"), OWNER_PID: "garbage"})
+def lab_down(monkeypatch: pytest.MonkeyPatch, client: FakeDocker, *args: str) -> Result:
+    monkeypatch.setattr(topology_cli, "_docker_client", lambda command: client)
+    return CliRunner().invoke(topology_cli.down_command, list(args))
+
+
+def test_lab_down_without_arguments_removes_only_what_dead_runs_left(monkeypatch: pytest.MonkeyPatch):
+    log: list[str] = []
+    result = lab_down(monkeypatch, mixed_host(log))
+    assert result.exit_code == 0, result.output
+    assert log == ["crashed", "lab-r1"]
+    assert "removed 1 container(s), 1 network(s)" in result.output
+    # What was left is named, with how to remove it.
+    assert "left 3 lab(s) in use" in result.output and "r3 (detached)" in result.output
+    assert "lab down --run-id ID" in result.output
+
+
+def test_lab_down_removes_a_lab_up_lab_by_its_run_id(monkeypatch: pytest.MonkeyPatch):
+    log: list[str] = []
+    result = lab_down(monkeypatch, mixed_host(log), "--run-id", "r3", "--json")
+    assert result.exit_code == 0, result.output
+    assert log == ["lab-up", "lab-r3"]
+    assert json.loads(result.output) == {
+        "containers": ["lab-up"],
+        "networks": ["lab-r3"],
+        "volumes": [],
+        "errors": [],
+    }
+
+
+def test_lab_down_all_removes_every_lab(monkeypatch: pytest.MonkeyPatch):
+    log: list[str] = []
+    result = lab_down(monkeypatch, mixed_host(log), "--all")
+    assert result.exit_code == 0, result.output
+    assert log == ["crashed", "test-session", "lab-up", "elsewhere", "lab-r1", "lab-r2", "lab-r3"]
 
 
 def test_sweep_collects_errors_and_carries_on():
