@@ -21,7 +21,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import orjson
 import requests
@@ -199,10 +199,14 @@ class LabContainer(DockerContainer):
         self.stopping = stopping
         self._http = requests.Session()
         self._http.trust_env = False  # never send lab traffic through an environment proxy
-        self.waiting_for(CompositeWaitStrategy(PublishedOnLoopback(), *self.readiness_steps()))
 
     def readiness_steps(self) -> list[WaitStrategy]:
+        """What `start()` waits for once the container runs, after the loopback check."""
         return []
+
+    def start(self) -> Self:
+        self.waiting_for(CompositeWaitStrategy(PublishedOnLoopback(), *self.readiness_steps()))
+        return super().start()
 
     def ready_when(
         self,

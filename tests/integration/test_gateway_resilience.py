@@ -22,8 +22,8 @@ import yaml
 
 from lab.eventually import async_wait_for_value, wait_for_value
 from lab.gateway.launch import GatewayEndpoint, start_gateway_process
-from lab.topology.event_stream import Event, GatewayEventStream
 from lab.provider.launch import ProcessExited, ProviderEndpoint, start_provider_process
+from lab.topology.event_stream import Event, GatewayEventStream
 
 pytestmark = pytest.mark.integration
 

@@ -13,18 +13,23 @@ import pytest
 from click.testing import CliRunner, Result
 
 from lab.topology import cli as topology_cli
-
 from lab.topology.cleanup import (
+    CREATED,
     DETACHED,
     MANAGED,
     OWNER_HOST,
     OWNER_PID,
+    PORT_NAMES,
+    PROVIDER_ID,
+    ROLE,
     RUN_ID,
+    STARTED_BY,
     Terminated,
     TerminationGuard,
     is_orphan,
     lab_labels,
     label_filters,
+    list_labs,
     owner_state,
     remove_lab_resources,
 )
@@ -320,3 +325,90 @@ def test_termination_guard_nested_under_a_foreign_handler_still_raises_and_resto
         assert signal.getsignal(signal.SIGTERM) == original
     finally:
         signal.signal(signal.SIGTERM, original)
+
+
+class FakeListing:
+    """A Docker host as `lab ps` reads it: the low-level API's container and network listings."""
+
+    def __init__(self, containers: list[dict], networks: list[dict]) -> None:
+        self.api = self
+        self._containers = containers
+        self._networks = networks
+
+    def containers(self, all: bool = False, filters: dict | None = None) -> list[dict]:
+        assert filters == {"label": ["lab.managed=true", "lab.run-id"]}
+        return self._containers
+
+    def networks(self, filters: dict | None = None) -> list[dict]:
+        return self._networks
+
+    def close(self) -> None:
+        pass
+
+
+def listing() -> FakeListing:
+    up = {**labels("r-up", pid=dead_pid(), detached=True), STARTED_BY: "lab up", CREATED: "1000"}
+    run = {**labels("r-run"), STARTED_BY: "lab run", CREATED: "1900"}
+    toxiproxy = {**up, ROLE: "toxiproxy", PORT_NAMES: "8474=api,8666=p1_http"}
+    provider = {**up, ROLE: "provider", PROVIDER_ID: "p1"}
+    return FakeListing(
+        containers=[
+            {
+                "Names": ["/lab-r-up-toxiproxy"],
+                "Labels": toxiproxy,
+                "State": "running",
+                "Created": 1001,
+                "Ports": [
+                    {"IP": "127.0.0.1", "PrivatePort": 8666, "PublicPort": 41001, "Type": "tcp"},
+                    {"IP": "127.0.0.1", "PrivatePort": 8474, "PublicPort": 41000, "Type": "tcp"},
+                ],
+            },
+            {
+                "Names": ["/lab-r-up-p1"],
+                "Labels": provider,
+                "State": "exited",  # killed by a fault: nothing published
+                "Created": 1002,
+                "Ports": [{"PrivatePort": 8545, "Type": "tcp"}],
+            },
+            {"Names": ["/unrelated"], "Labels": {"com.example": "x"}, "State": "running", "Ports": []},
+        ],
+        networks=[
+            {"Name": "lab-r-up", "Labels": up},
+            {"Name": "lab-r-run", "Labels": run},  # a lab whose containers are gone
+        ],
+    )
+
+
+def test_lab_ps_lists_each_lab_with_its_owner_age_and_ports():
+    labs = list_labs(listing(), now=2000.0)
+    assert [lab["run_id"] for lab in labs] == ["r-up", "r-run"]  # oldest first
+    up, run = labs
+    assert up["started_by"] == "lab up" and up["owner"] == "detached" and up["age_s"] == 1000.0
+    assert [c["service"] for c in up["containers"]] == ["toxiproxy", "p1"]
+    assert up["networks"] == ["lab-r-up"]
+    assert up["ports"] == [
+        {"host": "127.0.0.1:41000", "service": "toxiproxy", "port": 8474, "name": "api"},
+        {"host": "127.0.0.1:41001", "service": "toxiproxy", "port": 8666, "name": "p1_http"},
+    ]
+    assert run["owner"] == "running" and run["owner_pid"] == os.getpid() and run["containers"] == []
+
+
+def test_lab_ps_prints_a_table_or_json(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(topology_cli, "_docker_client", lambda command: listing())
+    text = CliRunner().invoke(topology_cli.ps_command, [])
+    assert text.exit_code == 0, text.output
+    lines = text.output.splitlines()
+    assert lines[0].split() == ["RUN", "ID", "STARTED", "BY", "AGE", "OWNER"]
+    assert lines[1].startswith("r-up ")
+    assert "detached (lab up)" in lines[1]
+    assert "1/2 containers running; network lab-r-up" in text.output
+    assert "127.0.0.1:41001 -> toxiproxy:8666 (p1_http)" in text.output
+    assert f"running (pid {os.getpid()})" in text.output
+    as_json = CliRunner().invoke(topology_cli.ps_command, ["--json"])
+    assert [lab["run_id"] for lab in json.loads(as_json.output)] == ["r-up", "r-run"]
+
+
+def test_lab_ps_on_an_empty_host(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(topology_cli, "_docker_client", lambda command: FakeListing([], []))
+    result = CliRunner().invoke(topology_cli.ps_command, [])
+    assert result.output == "no labs on this Docker host\n"
