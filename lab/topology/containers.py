@@ -234,9 +234,9 @@ class LabContainer(DockerContainer):
         step.wait_until_ready(self)
         return step.value
 
-    def url(self, port: int, scheme: str = "http") -> str:
+    def url(self, port: int) -> str:
         """The host's URL of a port inside the container (its pinned host port, valid across restarts)."""
-        return f"{scheme}://{LOOPBACK}:{self.host_ports[port]}"
+        return f"http://{LOOPBACK}:{self.host_ports[port]}"
 
     def stop(self, force: bool = True, delete_volume: bool = True) -> None:
         try:
@@ -330,7 +330,9 @@ class ProviderContainer(LabContainer):
         """Wait until healthy; returns the head."""
         step = self._healthy_head(timeout)
         step.wait_until_ready(self)
-        return jsonrpc.quantity(step.value["head"]) or 0
+        head = jsonrpc.quantity(step.value["head"])
+        assert head is not None  # accepted only with a head
+        return head
 
     def wait_head_past(self, first: int) -> int:
         """Wait until the head advances past `first` (blocks are being made); allows three block times."""

@@ -398,7 +398,7 @@ class Lab:
         )
         self._providers[provider.id] = container
         self._run(container)
-        return container.head()
+        return container.wait_ready()
 
     def _start_gateway(self, image: str) -> None:
         container = GatewayContainer(
