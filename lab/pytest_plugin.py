@@ -28,8 +28,8 @@ import pytest
 from lab.eventually import async_wait_for_value, eventually, refute_eventually, wait_for_value
 
 if TYPE_CHECKING:
-    from lab.gateway_events import Event, GatewayEventStream
     from lab.topology import Lab, TopologySpec
+    from lab.topology.event_stream import Event, GatewayEventStream
 
 __all__ = ["async_wait_for_value", "eventually", "refute_eventually", "wait_for_value"]
 
@@ -78,8 +78,8 @@ def lab_images() -> Any:
 
 @pytest.fixture(scope="session")
 def lab_topology(lab_spec: TopologySpec, lab_images: Any) -> Iterator[Lab]:
-    from lab.cleanup import remove_lab_resources
     from lab.topology import Lab
+    from lab.topology.cleanup import remove_lab_resources
 
     client = _docker_client()
     try:
@@ -88,7 +88,7 @@ def lab_topology(lab_spec: TopologySpec, lab_images: Any) -> Iterator[Lab]:
         client.close()
     if swept.removed:
         print(f"\nlab: removed what crashed runs left: {swept.to_dict()}")
-    with Lab(lab_spec, images=lab_images) as lab:
+    with Lab(lab_spec, images=lab_images, started_by="test session") as lab:
         yield lab
 
 

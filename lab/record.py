@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,16 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import pandas as pd
+
+
+def new_run_id(name: str | None = None) -> str:
+    """A run's id, also its directory's and its Docker resources' name: `<timestamp>-<name>-<6 hex>` (the
+    name part cut so the whole stays within 61 characters), or `<timestamp>-<6 hex>` without a name."""
+    suffix = uuid.uuid4().hex[:6]
+    if name is None:
+        return f"{time.strftime('%Y%m%d-%H%M%S')}-{suffix}"
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"[:54] + f"-{suffix}"
+
 
 SCHEMA_VERSION = 1
 _TS = pa.timestamp("us", tz="UTC")

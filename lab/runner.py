@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import time
-import uuid
 import zlib
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -31,6 +30,7 @@ from pydantic import ValidationError
 
 from lab import __version__
 from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.record import new_run_id
 from lab.scenario import Plan, Scenario, ScenarioError, format_duration, load_scenario, parse_duration
 from lab.scenario.timeline import plan_timeline
 
@@ -131,10 +131,6 @@ def lab_topology(scenario: Scenario, gateway: str | None, source: str) -> Any:
         )
     except ValidationError as exc:
         raise BadInput(f"{source}: topology: {exc.errors()[0]['msg']}") from None
-
-
-def new_run_id(name: str) -> str:
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{name}"[:54] + f"-{uuid.uuid4().hex[:6]}"
 
 
 # --- the manifest -------------------------------------------------------------------------------------------
@@ -365,10 +361,10 @@ class Run:
             self.under_load(lab)
 
     def under_load(self, lab: Any) -> None:
-        from lab.cleanup import TerminationGuard
         from lab.live import LiveView, RecordTail, snapshot
         from lab.nemesis import InjectorTarget, MonotonicClock, Nemesis
         from lab.observers import GatewayEventsRecorder, MetricsPoller, ProviderStatsPoller
+        from lab.topology.cleanup import TerminationGuard
 
         endpoints = lab.endpoints
         observers: list[Any] = [
@@ -376,7 +372,7 @@ class Run:
             MetricsPoller(self.run_dir, f"{endpoints.gateway_url}/metrics"),
         ]
         if endpoints.gateway_events_url:
-            from lab.gateway_events import GatewayEventStream
+            from lab.topology.event_stream import GatewayEventStream
 
             url = endpoints.gateway_events_url
             observers.append(GatewayEventsRecorder(self.run_dir, lambda: GatewayEventStream(url).start()))
@@ -444,9 +440,9 @@ def analyse(run_dir: Path, console: Any) -> str | None:
 
 
 def execute(options: RunOptions, console: Any) -> int:
-    from lab.cleanup import termination_guard
     from lab.images import BadImageMode, ImageError
     from lab.topology import LabError
+    from lab.topology.cleanup import termination_guard
 
     try:
         prepared = prepare(options)

@@ -21,9 +21,9 @@ import requests
 
 from lab.eventually import async_wait_for_value, wait_for_value
 from lab.gateway.launch import GatewayEndpoint, profile_yaml, start_gateway_process
-from lab.gateway_events import Event, GatewayEventStream
 from lab.provider.launch import ProviderEndpoint, start_provider_process
 from lab.serving import ProcessExited
+from lab.topology.event_stream import Event, GatewayEventStream
 
 pytestmark = pytest.mark.integration
 

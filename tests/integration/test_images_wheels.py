@@ -42,7 +42,7 @@ def wheel_names(wheel: Path) -> list[str]:
 def test_the_lab_wheel_for_the_images_has_no_image_sources(checkout: Path, tmp_path: Path) -> None:
     builder = ImageBuilder(Layout(project=checkout, cache=tmp_path / "cache"), None, Shell(), lambda _: None)  # type: ignore[arg-type]
     names = wheel_names(builder.build_lab_wheel(Sources.read(checkout).lab))
-    assert "lab/topology.py" in names
+    assert "lab/topology/lab.py" in names
     assert [n for n in names if n.startswith("lab/images/")] == []
 
 

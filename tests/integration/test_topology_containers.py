@@ -20,9 +20,9 @@ import pytest
 import requests
 import yaml
 
-from lab.cleanup import OWNER_PID, RUN_ID, label_filters
 from lab.eventually import wait_for_value
 from lab.topology import Lab, TopologySpec
+from lab.topology.cleanup import OWNER_PID, RUN_ID, label_filters
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
@@ -217,11 +217,13 @@ def test_a_pytest_session_leaves_no_container_network_or_volume(
     assert leftovers(lab_topology.docker, f"{OWNER_PID}={child.pid}") == NOTHING
 
 
-def test_lab_up_then_lab_down(lab_topology: Lab):
+def test_lab_up_then_lab_ps_then_lab_down(lab_topology: Lab):
     lab_cli = [sys.executable, "-m", "lab"]
-    up = subprocess.run(
-        [*lab_cli, "up", "--providers", "1", "--json"], capture_output=True, text=True, timeout=240, cwd=REPO
-    )
+
+    def lab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*lab_cli, *args], capture_output=True, text=True, timeout=240, cwd=REPO)
+
+    up = lab("up", "--providers", "1", "--json")
     assert up.returncode == 0, up.stderr
     endpoints = json.loads(up.stdout)
     run_id = endpoints["run_id"]
@@ -233,19 +235,55 @@ def test_lab_up_then_lab_down(lab_topology: Lab):
         ).json()
         assert answer["result"].startswith("0x")
         assert set(endpoints["providers"]["p1"]["proxies"].values()) == {"p1_http", "p1_ws"}
-    finally:
-        down = subprocess.run(
-            [*lab_cli, "down", "--run-id", run_id, "--json"],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            cwd=REPO,
+
+        ps = lab("ps", "--json")
+        assert ps.returncode == 0, ps.stderr
+        labs = {entry["run_id"]: entry for entry in json.loads(ps.stdout)}
+        listed = labs[run_id]
+        assert (listed["started_by"], listed["owner"]) == ("lab up", "detached")
+        gateway_port = urlparse(endpoints["gateway_url"]).port
+        assert {"host": f"127.0.0.1:{gateway_port}", "service": "gateway", "port": 4000, "name": None} in (
+            listed["ports"]
         )
+        assert {p["name"] for p in listed["ports"] if p["service"] == "toxiproxy"} == {
+            "api",
+            "p1_http",
+            "p1_ws",
+        }
+        # This session's lab: started by a test session whose process runs.
+        assert (labs[lab_topology.run_id]["started_by"], labs[lab_topology.run_id]["owner"]) == (
+            "test session",
+            "running",
+        )
+
+        # Without arguments, `lab down` removes only what dead runs left: the `lab up` lab stays.
+        down_orphans = lab("down")
+        assert down_orphans.returncode == 0, down_orphans.stderr
+        assert f"{run_id} (detached)" in down_orphans.stdout
+        assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}")["containers"]
+    finally:
+        down = lab("down", "--run-id", run_id, "--json")
     assert down.returncode == 0, down.stderr
     assert len(json.loads(down.stdout)["containers"]) == 3
     assert leftovers(lab_topology.docker, f"{RUN_ID}={run_id}") == NOTHING
     # The session lab was left alone.
     wait_for_value(lambda: lab_topology.rpc("eth_blockNumber").status, lambda s: s == 200, timeout=10)
+
+
+def test_locust_runs_headless_against_the_lab_and_goes_with_it(lab_images: Any, lab_topology: Lab):
+    with Lab(TopologySpec.with_providers(1), images=lab_images) as lab:
+        locust = lab.locust(
+            "--headless", "--users", "2", "--spawn-rate", "2", "--run-time", "3s", "--only-summary"
+        )
+        locust.start()  # ready once Locust has started
+        assert locust.exit_code(timeout=60) == 0  # Locust exits 1 when a request failed
+        stdout, stderr = locust.get_logs()
+        # The first "Aggregated" row is the request table's: type-less, then the request count.
+        summary = [line for line in (stdout + stderr).decode().splitlines() if "Aggregated" in line]
+        assert summary and int(summary[0].split()[1]) > 0, summary
+        name = locust.get_wrapped_container().name
+        assert name in leftovers(lab.docker, f"{RUN_ID}={lab.run_id}")["containers"]  # labelled as the lab
+    assert leftovers(lab_topology.docker, f"{RUN_ID}={lab.run_id}") == NOTHING
 
 
 def test_the_gateway_config_can_be_bind_mounted_instead_of_copied(lab_images: Any, lab_topology: Lab):

@@ -92,7 +92,7 @@ def test_every_shipped_scenario_prepares(tmp_path: Path) -> None:
 
 
 def test_run_ids_are_valid_lab_ids() -> None:
-    from lab.topology import _RUN_ID
+    from lab.topology.lab import _RUN_ID
 
     run_id = new_run_id("a-very-long-scenario-name-" * 4)
     assert _RUN_ID.match(run_id) and len(run_id) <= 63

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -11,19 +12,18 @@ import yaml
 
 from lab.gateway import config as gateway_config
 from lab.topology import (
-    GATEWAY_PROFILES,
     GatewaySpec,
     Lab,
     ProviderSpec,
     SpecError,
     TopologySpec,
-    allocate_host_ports,
-    build_endpoints,
     load_gateway_spec,
     load_topology_spec,
-    plan_ports,
-    render_gateway_config,
 )
+from lab.topology.endpoints import build_endpoints
+from lab.topology.gateway_config import render_gateway_config
+from lab.topology.ports import allocate_host_ports, plan_ports
+from lab.topology.specs import GATEWAY_PROFILES
 
 
 def counting_allocator(start: int = 40000):
@@ -271,3 +271,33 @@ def test_a_lab_knows_its_endpoints_before_it_starts():
 def test_a_run_id_must_be_a_docker_friendly_name():
     with pytest.raises(SpecError, match="run id"):
         Lab(three(), run_id="Has Spaces")
+
+
+def test_run_ids_have_a_timestamp_an_optional_name_and_a_random_suffix():
+    from lab.record import new_run_id
+    from lab.topology.lab import _RUN_ID
+
+    plain, named = new_run_id(), new_run_id("smoke")
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{6}", plain)
+    assert re.fullmatch(r"\d{8}-\d{6}-smoke-[0-9a-f]{6}", named)
+    long = new_run_id("a-very-long-scenario-name-" * 4)
+    assert len(long) == 61 and _RUN_ID.match(long)
+    assert new_run_id() != new_run_id()
+
+
+@pytest.mark.parametrize(
+    ("argv", "started_by"),
+    [
+        (["/venv/bin/lab", "run", "toxics/smoke.yml"], "lab run"),
+        (["/src/lab/__main__.py", "run"], "lab run"),  # python -m lab run
+        (["/venv/bin/pytest", "-q"], "test session"),
+        (["/venv/lib/python3.11/site-packages/pytest/__main__.py"], "test session"),
+        (["bench/startup.py"], "startup.py"),
+        (["-c"], "python"),
+    ],
+)
+def test_a_lab_says_what_started_it(monkeypatch: pytest.MonkeyPatch, argv: list[str], started_by: str):
+    monkeypatch.setattr("sys.argv", argv)
+    assert Lab(three()).started_by == started_by
+    assert Lab(three(), detached=True).started_by == "lab up"
+    assert Lab(three(), started_by="a notebook").started_by == "a notebook"

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from lab.eventually import EventuallyTimeout, wait_for_value
-from lab.gateway_events import GatewayEventStream, parse_sse_lines
+from lab.topology.event_stream import GatewayEventStream, parse_sse_lines
 
 
 class FakeEventServer:

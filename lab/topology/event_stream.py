@@ -1,6 +1,6 @@
-"""Follow the gateway's event stream (`GET /admin/events`, server-sent events) from the host, and wait
-on it: the lab's TelemetrySync. A test waits for "the breaker of p1 opened" instead of polling or
-sleeping:
+"""The host-side client of the gateway's event stream (`GET /admin/events`, server-sent events; the
+gateway's own event bus is `lab.gateway.events`): follow it and wait on it, the lab's TelemetrySync.
+A test waits for "the breaker of p1 opened" instead of polling or sleeping:
 
     with lab.events() as events:
         lab.faults.cut("p1")

@@ -1,9 +1,10 @@
 """Labels on everything the lab creates in Docker, and the sweep that removes what a run left behind.
 
 Ryuk (Testcontainers' reaper) cannot be pulled here, so labels are the only guard: every container and
-network of a lab carries `lab.managed=true` and `lab.run-id=<id>`, plus who owns it (pid and host) so
-that a sweep at the start of a test session removes only what a *crashed* run left, never a lab another
-live process (or `lab up`) is using. Nothing without the `lab.managed=true` label is ever touched.
+network of a lab carries `lab.managed=true` and `lab.run-id=<id>`, plus who owns it (pid and host) and
+what started it, so that a sweep (a test session's start, `lab down`) removes only what a *crashed* run
+left, never a lab another live process (or `lab up`) is using. Nothing without the `lab.managed=true`
+label is ever touched.
 
 Also here: `TerminationGuard`, which turns SIGTERM into an exception in the main thread while a lab is
 up, so that `with Lab(...)` blocks tear down on SIGTERM as they do on Ctrl-C.
@@ -16,10 +17,11 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any
+from typing import Any, Literal
 
 MANAGED = "lab.managed"
 RUN_ID = "lab.run-id"
@@ -29,10 +31,18 @@ OWNER_PID = "lab.owner-pid"
 OWNER_HOST = "lab.owner-host"
 # Set on a lab started by `lab up`: its starting process exits on purpose, so it is never an orphan.
 DETACHED = "lab.detached"
+STARTED_BY = "lab.started-by"  # "lab up", "lab run", "test session", or the program's name
+CREATED = "lab.created"  # Unix time (s) the resource was made, for `lab ps`'s age
+PORT_NAMES = "lab.port-names"  # "8474=api,8666=p1_http,...": what a container's ports are, for `lab ps`
 
 
 def lab_labels(
-    run_id: str, *, role: str | None = None, detached: bool = False, **extra: str
+    run_id: str,
+    *,
+    role: str | None = None,
+    detached: bool = False,
+    started_by: str = "",
+    **extra: str,
 ) -> dict[str, str]:
     """The labels of one Docker resource of the lab `run_id`."""
     labels = {
@@ -41,6 +51,8 @@ def lab_labels(
         OWNER_PID: str(os.getpid()),
         OWNER_HOST: socket.gethostname(),
         DETACHED: "true" if detached else "false",
+        STARTED_BY: started_by,
+        CREATED: str(int(time.time())),
     }
     if role is not None:
         labels[ROLE] = role
@@ -67,42 +79,41 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+# Whose a lab is, from its labels: `running` (its owner process is alive on this host), `detached`
+# (`lab up`: the starter exited on purpose; kept until `lab down --run-id`/`--all`), `orphan` (the owner
+# is gone: a crashed or killed run), `elsewhere` (owned on another host: not ours to judge), `unknown`
+# (no owner pid: not made by a Lab of this version).
+OwnerState = Literal["running", "detached", "orphan", "elsewhere", "unknown"]
+
+
+def owner_state(
+    labels: Mapping[str, str],
+    *,
+    hostname: str | None = None,
+    alive: Callable[[int], bool] = pid_alive,
+) -> OwnerState:
+    if labels.get(DETACHED) == "true":
+        return "detached"
+    if labels.get(OWNER_HOST) != (hostname or socket.gethostname()):
+        return "elsewhere"
+    try:
+        pid = int(labels.get(OWNER_PID, ""))
+    except ValueError:
+        return "unknown"
+    return "running" if alive(pid) else "orphan"
+
+
 def is_orphan(
     labels: Mapping[str, str],
     *,
     hostname: str | None = None,
     alive: Callable[[int], bool] = pid_alive,
 ) -> bool:
-    """Whether a lab resource was left by a process that no longer runs (a crashed or killed run).
-
-    Detached labs (`lab up`) and resources owned by another host are never orphans: only `lab down`
-    removes those.
-    """
-    if labels.get(MANAGED) != "true" or RUN_ID not in labels or labels.get(DETACHED) == "true":
+    """Whether a lab resource was left by a process that no longer runs on this host (a crashed or
+    killed run). Detached labs (`lab up`) and resources owned by another host are never orphans."""
+    if labels.get(MANAGED) != "true" or RUN_ID not in labels:
         return False
-    if labels.get(OWNER_HOST) != (hostname or socket.gethostname()):
-        return False
-    try:
-        pid = int(labels.get(OWNER_PID, ""))
-    except ValueError:
-        return False  # not made by a Lab of this version: not ours to judge
-    return not alive(pid)
-
-
-def owned_by_live_process(
-    labels: Mapping[str, str],
-    *,
-    hostname: str | None = None,
-    alive: Callable[[int], bool] = pid_alive,
-) -> bool:
-    """Whether a lab resource belongs to a process still running on this host (a test session, a
-    script's `with Lab(...)`): `lab down` leaves those to their owner unless told `--all`."""
-    if labels.get(DETACHED) == "true" or labels.get(OWNER_HOST) != (hostname or socket.gethostname()):
-        return False
-    try:
-        return alive(int(labels.get(OWNER_PID, "")))
-    except ValueError:
-        return False
+    return owner_state(labels, hostname=hostname, alive=alive) == "orphan"
 
 
 @dataclass
@@ -132,7 +143,7 @@ def _labels_of(resource: Any) -> Mapping[str, str]:
     return labels or {}
 
 
-def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool, keep_live: bool) -> list[Any]:
+def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool) -> list[Any]:
     chosen = []
     for resource in resources:
         labels = _labels_of(resource)
@@ -143,28 +154,24 @@ def _selected(resources: Iterable[Any], run_id: str | None, only_orphans: bool, 
             continue
         if only_orphans and not is_orphan(labels):
             continue
-        if keep_live and owned_by_live_process(labels):
-            continue
         chosen.append(resource)
     return chosen
 
 
 def remove_lab_resources(
-    client: Any, *, run_id: str | None = None, only_orphans: bool = False, keep_live: bool = False
+    client: Any, *, run_id: str | None = None, only_orphans: bool = False
 ) -> CleanupReport:
     """Remove the lab's containers (with their anonymous volumes), then networks, then labelled volumes.
 
-    `run_id` limits the sweep to one lab; `only_orphans` to resources whose owning process is gone
-    (what a test session runs at its start); `keep_live` leaves the labs of processes still running here
-    (what `lab down` does by default). Errors are collected, not raised: a sweep does all it can.
+    `run_id` limits the sweep to one lab; `only_orphans` to resources whose owning process on this host
+    is gone (what a test session runs at its start, and `lab down` without arguments). Errors are
+    collected, not raised: a sweep does all it can.
     """
     from docker.errors import NotFound
 
     report = CleanupReport()
     filters = label_filters(run_id)
-    for container in _selected(
-        client.containers.list(all=True, filters=filters), run_id, only_orphans, keep_live
-    ):
+    for container in _selected(client.containers.list(all=True, filters=filters), run_id, only_orphans):
         try:
             container.remove(force=True, v=True)
             report.containers.append(container.name)
@@ -172,7 +179,7 @@ def remove_lab_resources(
             pass
         except Exception as exc:
             report.errors.append(f"container {container.name}: {exc}")
-    for network in _selected(client.networks.list(filters=filters), run_id, only_orphans, keep_live):
+    for network in _selected(client.networks.list(filters=filters), run_id, only_orphans):
         try:
             network.remove()
             report.networks.append(network.name)
@@ -180,7 +187,7 @@ def remove_lab_resources(
             pass
         except Exception as exc:
             report.errors.append(f"network {network.name}: {exc}")
-    for volume in _selected(client.volumes.list(filters=filters), run_id, only_orphans, keep_live):
+    for volume in _selected(client.volumes.list(filters=filters), run_id, only_orphans):
         try:
             volume.remove(force=True)
             report.volumes.append(volume.name)
@@ -189,6 +196,91 @@ def remove_lab_resources(
         except Exception as exc:
             report.errors.append(f"volume {volume.name}: {exc}")
     return report
+
+
+def list_labs(
+    client: Any,
+    *,
+    now: float | None = None,
+    hostname: str | None = None,
+    alive: Callable[[int], bool] = pid_alive,
+) -> list[dict[str, Any]]:
+    """The labs on this Docker host, from their labelled containers and networks (nothing else is
+    looked at), oldest first: run id, what started it, whose it is (`owner_state`), age, containers,
+    networks and the ports published on the host."""
+    now = time.time() if now is None else now
+    filters = label_filters()
+    labs: dict[str, dict[str, Any]] = {}
+
+    def lab_of(labels: Mapping[str, str]) -> dict[str, Any] | None:
+        if labels.get(MANAGED) != "true" or not labels.get(RUN_ID):
+            return None
+        run_id = labels[RUN_ID]
+        if run_id not in labs:
+            try:
+                pid: int | None = int(labels.get(OWNER_PID, ""))
+            except ValueError:
+                pid = None
+            labs[run_id] = {
+                "run_id": run_id,
+                "started_by": labels.get(STARTED_BY) or None,
+                "owner": owner_state(labels, hostname=hostname, alive=alive),
+                "owner_pid": pid,
+                "owner_host": labels.get(OWNER_HOST),
+                "created": None,
+                "age_s": None,
+                "containers": [],
+                "networks": [],
+                "ports": [],
+            }
+        return labs[run_id]
+
+    def saw_created(lab: dict[str, Any], labels: Mapping[str, str], fallback: Any) -> None:
+        try:
+            created = float(labels.get(CREATED) or fallback)
+        except (TypeError, ValueError):
+            return
+        if lab["created"] is None or created < lab["created"]:
+            lab["created"] = created
+            lab["age_s"] = round(max(0.0, now - created), 1)
+
+    for container in client.api.containers(all=True, filters=filters):
+        labels = container.get("Labels") or {}
+        lab = lab_of(labels)
+        if lab is None:
+            continue
+        saw_created(lab, labels, container.get("Created"))
+        service = labels.get(PROVIDER_ID) or labels.get(ROLE) or "?"
+        names = dict(part.split("=", 1) for part in labels.get(PORT_NAMES, "").split(",") if "=" in part)
+        lab["containers"].append(
+            {
+                "name": (container.get("Names") or ["?"])[0].lstrip("/"),
+                "service": service,
+                "state": container.get("State"),
+            }
+        )
+        for port in container.get("Ports") or []:
+            if port.get("PublicPort") is None:
+                continue
+            private = str(port.get("PrivatePort"))
+            lab["ports"].append(
+                {
+                    "host": f"{port.get('IP')}:{port['PublicPort']}",
+                    "service": service,
+                    "port": int(private),
+                    "name": names.get(private),
+                }
+            )
+    for network in client.api.networks(filters=filters):
+        labels = network.get("Labels") or {}
+        lab = lab_of(labels)
+        if lab is None:
+            continue
+        saw_created(lab, labels, None)
+        lab["networks"].append(network.get("Name"))
+    for lab in labs.values():
+        lab["ports"].sort(key=lambda p: (p["service"], p["port"]))
+    return sorted(labs.values(), key=lambda lab: (lab["created"] or 0.0, lab["run_id"]))
 
 
 class Terminated(KeyboardInterrupt):

@@ -1,8 +1,10 @@
-"""`lab up` starts a long-lived lab and prints its endpoints; `lab down` removes labs by label."""
+"""`lab up` starts a long-lived lab and prints its endpoints; `lab ps` lists the labs on this Docker
+host; `lab down` removes what dead runs left, or one lab by its id, or (`--all`) every lab."""
 
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
@@ -95,30 +97,45 @@ def up_command(
         _print_endpoints(endpoints)
 
 
-@click.command("down")
-@click.option("--run-id", default=None, help="Remove only this lab, whoever owns it.")
-@click.option(
-    "--all", "remove_all", is_flag=True, help="Also remove labs of processes still running (test sessions)."
-)
-@click.option("--json", "as_json", is_flag=True, help="Print what was removed as one JSON object.")
-def down_command(run_id: str | None, remove_all: bool, as_json: bool) -> None:
-    """Remove the labs of `lab up` and whatever crashed runs left (containers, networks, volumes).
-
-    Labs of processes still running on this host (a test session, a script) are left to them, unless
-    `--all` or their `--run-id` is given.
-    """
+def _docker_client(command: str) -> Any:
     import docker
     from docker.errors import DockerException
 
-    from lab.cleanup import remove_lab_resources
-
     try:
         client = docker.from_env()
-        report = remove_lab_resources(client, run_id=run_id, keep_live=run_id is None and not remove_all)
-        client.close()
+        client.ping()
     except DockerException as exc:
-        click.echo(f"lab down: Docker is not reachable: {exc}", err=True)
+        click.echo(f"lab {command}: Docker is not reachable: {exc}", err=True)
         sys.exit(EXIT_LAB_FAILED)
+    return client
+
+
+@click.command("down")
+@click.option("--run-id", default=None, help="Remove this lab, whoever started it (a `lab up` lab).")
+@click.option(
+    "--all", "remove_all", is_flag=True, help="Remove every lab, also those of live processes and `lab up`."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was removed as one JSON object.")
+def down_command(run_id: str | None, remove_all: bool, as_json: bool) -> None:
+    """Remove what dead runs left (containers, networks, volumes); or one lab by --run-id, or --all.
+
+    Without arguments only labs whose starting process is gone from this host are removed: a `lab up`
+    lab, the labs of processes still running (a test session, a `lab run`, a script) and those of other
+    hosts are left (see `lab ps`).
+    """
+    from docker.errors import DockerException
+
+    from lab.topology.cleanup import list_labs, remove_lab_resources
+
+    client = _docker_client("down")
+    try:
+        report = remove_lab_resources(client, run_id=run_id, only_orphans=run_id is None and not remove_all)
+        kept = [] if run_id is not None or remove_all else list_labs(client)
+    except DockerException as exc:
+        click.echo(f"lab down: Docker failed: {exc}", err=True)
+        sys.exit(EXIT_LAB_FAILED)
+    finally:
+        client.close()
     if as_json:
         click.echo(orjson.dumps(report.to_dict()).decode())
     else:
@@ -126,7 +143,65 @@ def down_command(run_id: str | None, remove_all: bool, as_json: bool) -> None:
             f"removed {len(report.containers)} container(s), {len(report.networks)} network(s), "
             f"{len(report.volumes)} volume(s)"
         )
-        for error in report.errors:
-            click.echo(f"error: {error}", err=True)
+        if kept:
+            ids = ", ".join(f"{lab['run_id']} ({lab['owner']})" for lab in kept)
+            click.echo(f"left {len(kept)} lab(s) in use: {ids}; remove one with: lab down --run-id ID")
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
     if report.errors:
         sys.exit(EXIT_LAB_FAILED)
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{int(seconds // size)}{unit}"
+    return f"{int(seconds)}s"
+
+
+_OWNER_TEXT = {
+    "running": "running (pid {pid})",
+    "detached": "detached (lab up)",
+    "orphan": "gone (pid {pid}): lab down removes it",
+    "elsewhere": "on host {host}",
+    "unknown": "unknown",
+}
+
+
+@click.command("ps")
+@click.option("--json", "as_json", is_flag=True, help="Print the labs as one JSON array.")
+def ps_command(as_json: bool) -> None:
+    """List the labs on this Docker host: run id, what started it and whether that still runs, age,
+    and the ports published on 127.0.0.1."""
+    from docker.errors import DockerException
+
+    from lab.topology.cleanup import list_labs
+
+    client = _docker_client("ps")
+    try:
+        labs = list_labs(client, now=time.time())
+    except DockerException as exc:
+        click.echo(f"lab ps: Docker failed: {exc}", err=True)
+        sys.exit(EXIT_LAB_FAILED)
+    finally:
+        client.close()
+    if as_json:
+        click.echo(orjson.dumps(labs, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not labs:
+        click.echo("no labs on this Docker host")
+        return
+    width = max(len("RUN ID"), *(len(lab["run_id"]) for lab in labs))
+    click.echo(f"{'RUN ID':<{width}}  {'STARTED BY':<14} {'AGE':>5}  OWNER")
+    for lab in labs:
+        owner = _OWNER_TEXT[lab["owner"]].format(pid=lab["owner_pid"], host=lab["owner_host"])
+        started_by = lab["started_by"] or "?"
+        click.echo(f"{lab['run_id']:<{width}}  {started_by:<14} {_age(lab['age_s']):>5}  {owner}")
+        running = sum(c["state"] == "running" for c in lab["containers"])
+        networks = ", ".join(lab["networks"]) or "-"
+        click.echo(f"  {running}/{len(lab['containers'])} containers running; network {networks}")
+        for port in lab["ports"]:
+            name = f" ({port['name']})" if port["name"] else ""
+            click.echo(f"  {port['host']} -> {port['service']}:{port['port']}{name}")
