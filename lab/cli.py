@@ -29,7 +29,7 @@ _COMMANDS: dict[str, str] = {
     "images": "lab.images:command",
     "up": "lab.lifecycle:up_command",
     "down": "lab.lifecycle:down_command",
-    "run": "lab.runner:run_command",
+    "run": "lab.run.cli:run_command",
     "scenario": "lab.scenario.cli:command",
     "report": "lab.analysis.cli:report_command",
     "compare": "lab.analysis.cli:compare_command",

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pydantic
 
-from lab.analysis.slo import SLOSpec
+from lab.scenario.slos import SLOSpec
 from lab.record import MANIFEST, TABLES, iter_events
 
 REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")

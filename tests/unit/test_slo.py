@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from lab.analysis.cli import report_command
-from lab.analysis.slo import SLOSpec
+from lab.scenario.slos import SLOSpec
 from lab.analysis.synthetic import ErrorBurst, Fault, HeadsPlan, SyntheticRun, breaker_events, write_run
 from lab.record import RunDir, TableWriter
 

@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lab.runner import BadInput, RunOptions, lab_topology, new_run_id, prepare, run_command
+from lab.record import new_run_id
+from lab.run.cli import run_command
+from lab.run.errors import BadInput
+from lab.run.orchestrate import RunOptions, prepare
 from lab.scenario import load_scenario, parse_scenario
+from lab.scenario.topology import to_topology_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "toxics" / "smoke.yml"
@@ -71,7 +75,7 @@ def test_scenario_topology_becomes_the_labs() -> None:
         "    - {id: a, behavior: {type: latency, ms: 20}}\n    - {id: b, block_time: 500ms}\n"
         "  gateway: {settings: {retries: 1}}\n"
     )
-    spec = lab_topology(scenario, None, "t.yml")
+    spec = to_topology_spec(scenario, None, "t.yml")
     assert (spec.chain, spec.chain_id) == ("base", 8453)
     assert [(p.id, p.block_time) for p in spec.providers] == [("a", 2.0), ("b", 0.5)]
     assert spec.providers[0].behavior | {"seed": None} == {
@@ -82,7 +86,7 @@ def test_scenario_topology_becomes_the_labs() -> None:
     }
     assert spec.gateway.kind == "reference" and spec.gateway.settings == {"retries": 1}
     assert spec.providers[0].seed != spec.providers[1].seed
-    assert lab_topology(scenario, None, "t.yml").providers[0].seed == spec.providers[0].seed
+    assert to_topology_spec(scenario, None, "t.yml").providers[0].seed == spec.providers[0].seed
 
 
 def test_every_shipped_scenario_prepares(tmp_path: Path) -> None:
@@ -115,7 +119,7 @@ def test_the_verdict_comes_from_the_summary(
     import orjson
     from rich.console import Console
 
-    from lab.runner import analyse
+    from lab.run.orchestrate import analyse
 
     def fake_report(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
         assert command[-2:] == ["report", str(tmp_path)]
@@ -136,16 +140,16 @@ def test_sigterm_before_the_lab_is_up_is_an_interruption(
     import orjson
     from rich.console import Console
 
-    from lab import runner
+    from lab.run import orchestrate
 
-    def terminated_while_images_build(self: runner.Run) -> None:
+    def terminated_while_images_build(self: orchestrate.Run) -> None:
         os.kill(os.getpid(), signal.SIGTERM)  # handled in this (the main) thread before kill returns
 
     ignored: list[int] = []
-    monkeypatch.setattr(runner.Run, "execute", terminated_while_images_build)
+    monkeypatch.setattr(orchestrate.Run, "execute", terminated_while_images_build)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: ignored.append(signum))
     try:
-        code = runner.execute(RunOptions(SMOKE, out=tmp_path, report=False), Console(quiet=True))
+        code = orchestrate.execute(RunOptions(SMOKE, out=tmp_path, report=False), Console(quiet=True))
         restored = signal.getsignal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, previous)
