@@ -137,6 +137,10 @@ class Run:
         with Lab(self.prepared.topology, images=images, run_id=self.run_id, progress=self.progress) as lab:
             self.save(endpoints=lab.endpoints.model_dump(mode="json"), lab_timings=dict(lab.timings))
             self.under_load(lab)
+        self.check_record()
+
+    def check_record(self) -> None:
+        """RecordFailed when a writer of the run record failed (the run stopped on it)."""
         if self.run_dir.failure.is_set():
             raise RecordFailed(
                 f"the run record cannot be written: {self.run_dir.failure.describe()}; the run was stopped, "

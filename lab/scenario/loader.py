@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lab.scenario.checks import ScenarioIssues, reference_issues
+from lab.scenario.durations import format_duration
 from lab.scenario.models import Scenario
 
 
@@ -30,7 +31,8 @@ class Problem:
 
     def render(self, source: str) -> str:
         where = f" (line {self.line})" if self.line else ""
-        return f"{source}: {self.path or '(scenario)'}: {self.message}{where}"
+        field = f"{self.path}: " if self.path else ""
+        return f"{source}: {field}{self.message}{where}"
 
 
 class ScenarioError(ValueError):
@@ -73,6 +75,7 @@ class DuplicateKeyError(yaml.constructor.ConstructorError):
             problem_mark=key_node.start_mark,
         )
         self.key_node = key_node
+        self.path = ""  # where in the document, once known
 
 
 class _ScenarioLoader(yaml.SafeLoader):
@@ -98,19 +101,23 @@ def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
     loader = _ScenarioLoader(text)
     try:
         root = loader.get_single_node()
-        return root, (loader.construct_document(root) if root is not None else None)
+        if root is None:
+            return None, None
+        try:
+            return root, loader.construct_document(root)
+        except DuplicateKeyError as exc:
+            exc.path = _render(_path_to(root, exc.key_node))
+            raise
     finally:
         loader.dispose()
 
 
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
-    root: yaml.Node | None = None
     try:
         root, data = _read_yaml(text)
     except DuplicateKeyError as exc:
-        path = _render(_path_to(root, exc.key_node) if root is not None else [])
         line = exc.key_node.start_mark.line + 1
-        raise ScenarioError(source, [Problem(path, str(exc.problem), line)]) from None
+        raise ScenarioError(source, [Problem(exc.path, str(exc.problem), line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -141,8 +148,12 @@ def with_overrides(
     try:
         return scenario.with_overrides(duration=duration, users=users, seed=seed)
     except ValidationError as exc:
-        given = {"--duration": duration, "--users": users, "--seed": seed}
-        options = ", ".join(f"{name} {value:g}" for name, value in given.items() if value is not None)
+        given = {
+            "--duration": None if duration is None else format_duration(duration),
+            "--users": users,
+            "--seed": seed,
+        }
+        options = ", ".join(f"{name} {value}" for name, value in given.items() if value is not None)
         problems = [
             Problem(p.path, f"{p.message} (with {options})", None)
             for p in problems_of(exc, None, scenario.model_dump(mode="json"))
