@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click

@@ -3,9 +3,9 @@
 A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `lab.scenario.slos.SLOSpec`;
 `evaluate` checks them against a run's summary (the dict written to summary.json). A check whose
 measurement is missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict:
-an objective that cannot be verified has not been met. Every run also gets the implicit check `traffic_recorded`,
-and a run whose record has fault events gets `faults_applied`: a planned fault that could not be applied
-left the gateway untested against it, so the run cannot pass.
+an objective that cannot be verified has not been met. Every run also gets the implicit check
+`traffic_recorded`, and a run whose record has fault events gets `faults_applied`: a planned fault that
+could not be applied left the gateway untested against it, so the run cannot pass.
 """
 
 from __future__ import annotations

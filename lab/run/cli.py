@@ -33,7 +33,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--duration", callback=_duration, help="Run this long instead (e.g. 20s, 5m); faults keep their offsets."
 )
-@click.option("--users", type=click.IntRange(min=1, max=MAX_USERS), help="HTTP users instead of the scenario's.")
+@click.option(
+    "--users", type=click.IntRange(min=1, max=MAX_USERS), help="HTTP users instead of the scenario's."
+)
 @click.option(
     "--gateway", "gateway", metavar="SPEC", help="Gateway profile (reference, lasso) or GatewaySpec file."
 )

@@ -117,4 +117,3 @@ def provider_env(endpoints: Any) -> str:
         f"{p.id}={p.proxies.get('http', '')},{p.proxies.get('ws', '')},{p.control_url}"
         for p in endpoints.providers.values()
     )
-

@@ -114,7 +114,9 @@ class Run:
             self.run_dir.write_manifest(self.manifest)
         except OSError as exc:  # --out is there but cannot take a file (read-only, full)
             shutil.rmtree(self.run_dir.path, ignore_errors=True)
-            raise BadInput(f"--out {options.out}: cannot write the run record: {exc.strerror or exc}") from None
+            raise BadInput(
+                f"--out {options.out}: cannot write the run record: {exc.strerror or exc}"
+            ) from None
 
     def save(self, **fields: Any) -> None:
         """Update the manifest; a failed write is noted (the run stops on it), the last good one kept."""
@@ -181,9 +183,7 @@ class Run:
             tail = RecordTail(self.run_dir.path)
             running = nemesis
             with LiveView(f"{self.scenario.name} · {self.run_id}", console=self.console) as view:
-                while (
-                    not locust.wait(1.0) and clock.now() < duration + GRACE_S and not failure.is_set()
-                ):
+                while not locust.wait(1.0) and clock.now() < duration + GRACE_S and not failure.is_set():
                     view.show(snapshot(tail, clock.now(), duration, lambda: describe_active(running)))
                 view.show(snapshot(tail, min(clock.now(), duration), duration, lambda: []))
             self.save(ended=time.time())
@@ -233,9 +233,8 @@ def analyse(run_dir: Path, console: Console) -> str | None:
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
         passed = None
     if code not in (EXIT_OK, EXIT_VERDICT_FAILED) or not isinstance(passed, bool):
-        console.print(
-            f"[bold red]the analysis failed[/] (exit {code}); re-run it with: {escape(f'lab report {run_dir}')}"
-        )
+        again = escape(f"lab report {run_dir}")
+        console.print(f"[bold red]the analysis failed[/] (exit {code}); re-run it with: {again}")
         return "error"
     return "pass" if passed else "fail"
 

@@ -73,11 +73,13 @@ class ScenarioProvider(StrictModel):
 
     id: ProviderId
     behavior: Behavior = Healthy()
-    block_time: Annotated[Span, Field(le=3600)] | None = Field(default=None, description="default: the topology's")
+    block_time: Annotated[Span, Field(le=3600)] | None = Field(
+        default=None, description="default: the topology's"
+    )
 
 
 class ScenarioGateway(StrictModel):
-    """The gateway under test, as the scenario declares it. `spec` is what `lab run --gateway SPEC` replaces."""
+    """The gateway under test, as the scenario declares it; `lab run --gateway SPEC` replaces `spec`."""
 
     spec: str = Field(default="reference", description="'reference' (the lab's own gateway) or an image")
     settings: dict[str, Any] = Field(
@@ -156,9 +158,7 @@ class SpikeShape(StrictModel):
     at: Offset
     hold: Span
     peak_users: Users
-    spawn_rate: Rate | None = Field(
-        default=None, description="default: peak_users/s"
-    )
+    spawn_rate: Rate | None = Field(default=None, description="default: peak_users/s")
 
 
 class StepShape(StrictModel):

@@ -62,7 +62,9 @@ def to_topology_spec(scenario: Scenario, gateway: str | None, source: str) -> To
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         where = ".".join(map(str, error["loc"]))
-        raise ScenarioTopologyError(f"{source}: topology{'.' + where if where else ''}: {error['msg']}") from None
+        raise ScenarioTopologyError(
+            f"{source}: topology{'.' + where if where else ''}: {error['msg']}"
+        ) from None
 
 
 def _one_line(exc: Exception) -> str:

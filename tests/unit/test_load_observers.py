@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from lab.eventually import wait_for_value
+from lab.record import RunDir, TableWriter, iter_events
 from lab.run.live import RecordTail, Snapshot
 from lab.run.observers import GatewayEventsRecorder, Poller, metric_rows, stats_row
-from lab.record import RunDir, TableWriter, iter_events
 
 
 def test_provider_stats_row() -> None:

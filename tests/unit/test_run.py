@@ -187,7 +187,8 @@ def test_a_fault_after_a_shortened_run_exits_2_naming_the_option(tmp_path: Path)
     code, output = run_cli(str(SMOKE), "--duration", "5s", "--out", str(tmp_path / "out"))
     assert code == 2
     assert output == (
-        f"error: {SMOKE}: faults[0].start: starts at 10s, not before the run ends at 5s (with --duration 5s)\n"
+        f"error: {SMOKE}: faults[0].start: starts at 10s, not before the run ends at 5s "
+        "(with --duration 5s)\n"
     )
 
 
@@ -226,7 +227,10 @@ def test_a_read_only_out_exits_2_leaving_no_run_directory(
     monkeypatch.setattr(orchestrate.Run, "execute", lambda self: pytest.fail("the lab started"))
     code, output = run_cli(str(SMOKE), "--out", str(tmp_path))
     assert code == 2
-    assert output.splitlines()[-1] == f"error: --out {tmp_path}: cannot write the run record: Read-only file system"
+    assert (
+        output.splitlines()[-1]
+        == f"error: --out {tmp_path}: cannot write the run record: Read-only file system"
+    )
     assert list(tmp_path.iterdir()) == [], "no half-made run directory"
 
 
@@ -272,7 +276,8 @@ def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
     [run_dir] = list(tmp_path.iterdir())
     [message] = [line for line in output.splitlines() if "the lab failed" in line]
     assert message == (
-        f"the lab failed: the run record cannot be written: No space left on device ({run_dir}/provider_stats); "
+        "the lab failed: the run record cannot be written: "
+        f"No space left on device ({run_dir}/provider_stats); "
         "the run was stopped, its faults lifted and the lab torn down"
     )
     assert "Traceback" not in output and "the analysis" not in output

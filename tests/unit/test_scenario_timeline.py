@@ -99,8 +99,14 @@ def test_a_fault_starting_after_the_end_of_the_run_is_an_error() -> None:
     s = scenario("[{start: 50s, duration: 5s, target: alpha, action: {type: cut}}]")
     with pytest.raises(PlanError) as info:
         plan_timeline(s, duration=40)
-    assert (info.value.path, info.value.message) == ("faults[0].start", "starts at 50s, not before the run ends at 40s")
-    with pytest.raises(ScenarioError, match=r"t.yml: faults\[1\].after: starts at 1m40s, not before the run ends at 1m40s \(line 7\)"):
+    assert (info.value.path, info.value.message) == (
+        "faults[0].start",
+        "starts at 50s, not before the run ends at 40s",
+    )
+    with pytest.raises(
+        ScenarioError,
+        match=r"t.yml: faults\[1\].after: starts at 1m40s, not before the run ends at 1m40s \(line 7\)",
+    ):
         parse_scenario(
             f"name: t\n{PROVIDERS}load: {{duration: 100s}}\nfaults:\n"
             "  - {id: a, start: 90s, duration: 10s, target: alpha, action: {type: cut}}\n"
@@ -111,11 +117,20 @@ def test_a_fault_starting_after_the_end_of_the_run_is_an_error() -> None:
 
 def test_a_repeat_count_that_does_not_fit_the_run_is_an_error() -> None:
     with pytest.raises(ScenarioError, match=r"faults\[0\].repeat.count: occurrence 3 would start at 1m45s"):
-        scenario("[{start: 5s, duration: 1s, repeat: {every: 50s, count: 3}, target: alpha, action: {type: cut}}]")
+        scenario(
+            "[{start: 5s, duration: 1s, repeat: {every: 50s, count: 3}, target: alpha, action: {type: cut}}]"
+        )
     with pytest.raises(ScenarioError, match=r"faults\[0\].repeat.until: ends before the entry's first start"):
-        scenario("[{start: 50s, duration: 1s, repeat: {every: 5s, until: 20s}, target: alpha, action: {type: cut}}]")
-    open_ended = scenario("[{start: 5s, duration: 1s, repeat: {every: 30s}, target: alpha, action: {type: cut}}]")
-    assert [f.start for f in plan_timeline(open_ended, duration=50).faults] == [5, 35], "repeats until the end"
+        scenario(
+            "[{start: 50s, duration: 1s, repeat: {every: 5s, until: 20s}, target: alpha,"
+            " action: {type: cut}}]"
+        )
+    open_ended = scenario(
+        "[{start: 5s, duration: 1s, repeat: {every: 30s}, target: alpha, action: {type: cut}}]"
+    )
+    assert [f.start for f in plan_timeline(open_ended, duration=50).faults] == [5, 35], (
+        "repeats until the end"
+    )
 
 
 def test_probability_is_seeded_and_reproducible() -> None:

@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from lab.analysis.cli import report_command
-from lab.scenario.slos import SLOSpec
 from lab.analysis.synthetic import ErrorBurst, Fault, HeadsPlan, SyntheticRun, breaker_events, write_run
 from lab.record import RunDir, TableWriter
+from lab.scenario.slos import SLOSpec
 
 
 def report(path: Path, *args: str) -> tuple[int, str]:
@@ -171,7 +171,7 @@ def test_a_full_disk_exits_three_keeping_the_record_and_the_earlier_report(
     before = {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
 
     def full(target: Path, data: object) -> None:
-        target.write_bytes(b"{\n  \"half")
+        target.write_bytes(b'{\n  "half')
         raise OSError(errno.ENOSPC, "No space left on device", str(target))
 
     monkeypatch.setattr(lab.analysis.report, "write_json", full)
