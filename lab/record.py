@@ -17,6 +17,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -124,9 +125,11 @@ def new_run_id(name: str | None = None) -> str:  # H2 provides (the merge keeps 
 
 
 class WriteFailure:
-    """The first error that stopped a writer of the run record (e.g. ENOSPC): noted once, logged once."""
+    """The first error that stopped a writer of the run record (e.g. ENOSPC), noted once. Logged once,
+    unless `quiet`: a RunDir's owner (`lab run`) checks it and reports it itself."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
         self._lock = threading.Lock()
         self.error: OSError | None = None
         self.where: str | None = None
@@ -137,7 +140,8 @@ class WriteFailure:
             if self.error is not None:
                 return
             self.error, self.where = error, str(where)
-        log.error("the run record cannot be written: %s", self.describe())
+        if not self.quiet:
+            log.error("the run record cannot be written: %s", self.describe())
         self._noted.set()
 
     def is_set(self) -> bool:
@@ -147,7 +151,16 @@ class WriteFailure:
         """One line: what failed and where ("" when nothing did)."""
         if self.error is None:
             return ""
-        return f"{self.error.strerror or self.error} ({self.where})"
+        return f"{_reason(self.error)} ({self.where})"
+
+
+def _reason(error: OSError) -> str:
+    """The error's reason as the OS words it; pyarrow's OSErrors carry the errno only in their text."""
+    code = error.errno
+    if code is None:
+        found = re.search(r"\[errno (\d+)\]", str(error))
+        code = int(found.group(1)) if found else None
+    return os.strerror(code) if code else str(error)
 
 
 def _remove(path: Path) -> None:
@@ -301,10 +314,11 @@ class EventLog:
 
 @dataclass(frozen=True)
 class RunDir:
-    """A run directory: where each part of the record lives. Its writers share one WriteFailure."""
+    """A run directory: where each part of the record lives. Its writers share one WriteFailure, which
+    its owner checks (and reports) rather than have each writer log."""
 
     path: Path
-    failure: WriteFailure = field(default_factory=WriteFailure, compare=False, repr=False)
+    failure: WriteFailure = field(default_factory=lambda: WriteFailure(quiet=True), compare=False, repr=False)
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], run_id: str) -> RunDir:

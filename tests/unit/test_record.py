@@ -129,39 +129,52 @@ def no_space(path: object) -> OSError:
 def test_a_full_disk_stops_a_table_writer_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """ENOSPC in the flush thread: noted (and logged) once, nothing raised, the closed parts kept."""
     import threading
 
     import pyarrow.parquet as pq
 
-    run_dir = RunDir.create(tmp_path, "run")
-    writer = run_dir.table_writer("requests", writer_id="w", flush_interval=0.01)
+    writer = TableWriter(tmp_path, "requests", writer_id="w", flush_interval=0.01)  # as Locust's recorder
     writer.append({"ts": 1.0, "method": "eth_call", "ok": True})
-    kept = wait_for_value(lambda: list((run_dir.path / "requests").glob("*.parquet")), timeout=10)
+    kept = wait_for_value(lambda: list((tmp_path / "requests").glob("*.parquet")), timeout=10)
     real_write_table = pq.write_table
     attempts: list[Path] = []
 
     def full(table: object, where: Path, **kwargs: object) -> None:
         attempts.append(Path(where))
         Path(where).write_bytes(b"PAR1")  # half a part
-        raise no_space(where)
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")  # pyarrow's
 
     thread_errors: list[object] = []
     monkeypatch.setattr(threading, "excepthook", thread_errors.append)
     monkeypatch.setattr(pq, "write_table", full)
     for second in range(2, 5):
         writer.append({"ts": float(second), "method": "eth_call", "ok": True})
-        wait_for_value(lambda: run_dir.failure.is_set() or None, timeout=10)
+        wait_for_value(lambda: writer.failure.is_set() or None, timeout=10)
     writer.close()
     monkeypatch.setattr(pq, "write_table", real_write_table)
     assert thread_errors == [], "nothing raised in the flush thread"
     assert len(attempts) == 1, "after the failure the writer stops writing"
     assert writer.failed and writer.dropped == 3
-    assert sorted((run_dir.path / "requests").iterdir()) == kept, "what was closed is kept; no .tmp left"
-    assert len(read_table(run_dir.path, "requests")) == 1
-    assert run_dir.failure.describe() == f"No space left on device ({run_dir.path / 'requests'})"
+    assert sorted((tmp_path / "requests").iterdir()) == kept, "what was closed is kept; no .tmp left"
+    assert len(read_table(tmp_path, "requests")) == 1
+    assert writer.failure.describe() == f"No space left on device ({tmp_path / 'requests'})"
     assert [r.getMessage() for r in caplog.records if r.name == "lab.record"] == [
-        f"the run record cannot be written: No space left on device ({run_dir.path / 'requests'})"
+        f"the run record cannot be written: No space left on device ({tmp_path / 'requests'})"
     ]
+
+
+def test_the_writers_of_a_run_dir_share_one_failure_for_its_owner_to_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = RunDir.create(tmp_path, "run")
+    writer = run_dir.table_writer("metrics", autoflush=False)
+    log = run_dir.event_log("gateway_events")
+    assert writer.failure is log.failure is run_dir.failure
+    run_dir.failure.note(run_dir.path / "metrics", no_space(run_dir.path / "metrics"))
+    assert run_dir.failure.is_set() and not [r for r in caplog.records if r.name == "lab.record"]
+    log.close()
+    writer.close()
 
 
 def test_a_full_disk_stops_an_event_log_cleanly(tmp_path: Path) -> None:
