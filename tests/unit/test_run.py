@@ -285,3 +285,11 @@ def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
     assert manifest["started"] == 1.0 and manifest["outcome"] == "running"
     assert not list(run_dir.rglob("*.tmp")), "no temporary file left"
     assert RunDir(run_dir).read_manifest()["run_id"] == run_dir.name
+
+
+def test_a_binary_gateway_file_is_bad_input(tmp_path: Path) -> None:
+    binary = tmp_path / "gateway.yml"
+    binary.write_bytes(bytes(range(128, 256)))
+    with pytest.raises(BadInput, match=r"^--gateway: ") as info:
+        prepare(RunOptions(SMOKE, gateway=str(binary), out=tmp_path))
+    assert "\n" not in str(info.value)
