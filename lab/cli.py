@@ -30,7 +30,7 @@ _COMMANDS: dict[str, str] = {
     "up": "lab.topology.cli:up_command",
     "down": "lab.topology.cli:down_command",
     "ps": "lab.topology.cli:ps_command",
-    "run": "lab.runner:run_command",
+    "run": "lab.run.cli:run_command",
     "scenario": "lab.scenario.cli:command",
     "report": "lab.analysis.cli:report_command",
     "compare": "lab.analysis.cli:compare_command",

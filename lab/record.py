@@ -5,16 +5,24 @@ Tables are directories of parquet part files. A writer buffers rows and closes a
 and at most the last second unwritten. Events are JSON lines, flushed per line; a reader skips a torn last
 line. Several processes (Locust workers, the orchestrator) may write the same table: each writer names its
 parts with its own writer id.
+
+A writer that cannot write (the disk is full, the directory is gone) keeps what it already closed, notes
+the error once in its `WriteFailure` (shared by every writer of a `RunDir`, so a run can stop on it) and
+drops what comes after; it never raises into the thread that feeds it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import re
 import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +32,8 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     import pandas as pd
+
+log = logging.getLogger(__name__)
 
 
 def new_run_id(name: str | None = None) -> str:
@@ -119,6 +129,50 @@ ERROR_CLASSES = (
 MANIFEST = "manifest.json"
 
 
+class WriteFailure:
+    """The first error that stopped a writer of the run record (e.g. ENOSPC), noted once. Logged once,
+    unless `quiet`: a RunDir's owner (`lab run`) checks it and reports it itself."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
+        self._lock = threading.Lock()
+        self.error: OSError | None = None
+        self.where: str | None = None
+        self._noted = threading.Event()
+
+    def note(self, where: str | os.PathLike[str], error: OSError) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self.error, self.where = error, str(where)
+        if not self.quiet:
+            log.error("the run record cannot be written: %s", self.describe())
+        self._noted.set()
+
+    def is_set(self) -> bool:
+        return self._noted.is_set()
+
+    def describe(self) -> str:
+        """One line: what failed and where ("" when nothing did)."""
+        if self.error is None:
+            return ""
+        return f"{_reason(self.error)} ({self.where})"
+
+
+def _reason(error: OSError) -> str:
+    """The error's reason as the OS words it; pyarrow's OSErrors carry the errno only in their text."""
+    code = error.errno
+    if code is None:
+        found = re.search(r"\[errno (\d+)\]", str(error))
+        code = int(found.group(1)) if found else None
+    return os.strerror(code) if code else str(error)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
+
+
 def _now_us() -> int:
     return time.time_ns() // 1000
 
@@ -139,6 +193,7 @@ class TableWriter:
         writer_id: str | None = None,
         flush_interval: float = 1.0,
         autoflush: bool = True,
+        failure: WriteFailure | None = None,
     ) -> None:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; known: {', '.join(TABLES)}")
@@ -147,6 +202,9 @@ class TableWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         self.writer_id = writer_id or f"{os.getpid()}"
         self.flush_interval = flush_interval
+        self.failure = failure or WriteFailure()
+        self.failed = False  # this writer hit an error: rows are dropped from then on
+        self.dropped = 0
         self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
         self._lock = threading.Lock()
         self._seq = 0
@@ -160,6 +218,9 @@ class TableWriter:
     def append(self, row: Mapping[str, Any]) -> None:
         """Add a row; missing columns are null. `ts` may be unix seconds (float) or microseconds (int)."""
         with self._lock:
+            if self.failed:
+                self.dropped += 1
+                return
             for name, column in self._columns.items():
                 value = row.get(name)
                 if name == "ts" and isinstance(value, float):
@@ -168,19 +229,30 @@ class TableWriter:
             self._rows += 1
 
     def flush(self) -> Path | None:
-        """Close the buffered rows into a new part file; returns its path (None when nothing buffered)."""
+        """Close the buffered rows into a new part file; returns its path (None when nothing buffered or
+        the write failed: the failure is noted and the rows are dropped)."""
         with self._lock:
-            if not self._rows:
+            if not self._rows or self.failed:
                 return None
             columns, self._columns = self._columns, {name: [] for name in self.schema.names}
-            self._rows = 0
+            rows, self._rows = self._rows, 0
             self._seq += 1
             seq = self._seq
         table = pa.table(columns, schema=self.schema)
         final = self.directory / f"part-{self.writer_id}-{seq:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
-        pq.write_table(table, partial, compression="zstd")
-        os.replace(partial, final)  # atomic: readers never see half a part
+        try:
+            pq.write_table(table, partial, compression="zstd")
+            os.replace(partial, final)  # atomic: readers never see half a part
+        except OSError as exc:
+            _remove(partial)
+            with self._lock:
+                self.failed = True
+                self.dropped += rows + self._rows
+                self._rows = 0
+                self._columns = {name: [] for name in self.schema.names}
+            self.failure.note(self.directory, exc)
+            return None
         return final
 
     def close(self) -> None:
@@ -203,22 +275,39 @@ class TableWriter:
 class EventLog:
     """Appends JSON lines, one flush per line, so a killed process loses at most a torn last line."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], name: str) -> None:
+    def __init__(
+        self, run_dir: str | os.PathLike[str], name: str, *, failure: WriteFailure | None = None
+    ) -> None:
         if name not in EVENT_LOGS:
             raise ValueError(f"unknown event log {name!r}; known: {', '.join(EVENT_LOGS)}")
         self.path = Path(run_dir) / f"{name}.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("ab")
+        self.failure = failure or WriteFailure()
+        self.failed = False  # a write failed: events are dropped from then on
+        self.dropped = 0
+        self._file = self.path.open("ab", buffering=0)  # unbuffered: a failed write leaves nothing behind
         self._lock = threading.Lock()
 
     def append(self, event: Mapping[str, Any]) -> None:
         line = orjson.dumps(event, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS)
         with self._lock:
-            self._file.write(line)
-            self._file.flush()
+            if self.failed:
+                self.dropped += 1
+                return
+            try:
+                view = memoryview(line)
+                while view:  # a raw write may be partial (the disk filling up): then the rest, or the error
+                    written = self._file.write(view)
+                    if not written:
+                        raise OSError(errno.EIO, "nothing written")
+                    view = view[written:]
+            except OSError as exc:
+                self.failed = True
+                self.dropped += 1
+                self.failure.note(self.path, exc)
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(OSError):
             self._file.close()
 
     def __enter__(self) -> EventLog:
@@ -230,9 +319,11 @@ class EventLog:
 
 @dataclass(frozen=True)
 class RunDir:
-    """A run directory: where each part of the record lives."""
+    """A run directory: where each part of the record lives. Its writers share one WriteFailure, which
+    its owner checks (and reports) rather than have each writer log."""
 
     path: Path
+    failure: WriteFailure = field(default_factory=lambda: WriteFailure(quiet=True), compare=False, repr=False)
 
     @classmethod
     def create(cls, root: str | os.PathLike[str], run_id: str) -> RunDir:
@@ -245,11 +336,16 @@ class RunDir:
         return self.path / MANIFEST
 
     def write_manifest(self, manifest: Mapping[str, Any]) -> None:
-        """Write (or rewrite, e.g. to add the end time) the manifest atomically."""
+        """Write (or rewrite, e.g. to add the end time) the manifest atomically: on an error (OSError,
+        raised) the previous manifest stays as it was and no temporary file is left."""
         data = {"schema_version": SCHEMA_VERSION, **manifest}
         partial = self.manifest_path.with_suffix(".json.tmp")
-        partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
-        os.replace(partial, self.manifest_path)
+        try:
+            partial.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS))
+            os.replace(partial, self.manifest_path)
+        except OSError:
+            _remove(partial)
+            raise
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.exists():
@@ -257,10 +353,10 @@ class RunDir:
         return orjson.loads(self.manifest_path.read_bytes())
 
     def table_writer(self, table: str, **kwargs: Any) -> TableWriter:
-        return TableWriter(self.path, table, **kwargs)
+        return TableWriter(self.path, table, failure=self.failure, **kwargs)
 
     def event_log(self, name: str) -> EventLog:
-        return EventLog(self.path, name)
+        return EventLog(self.path, name, failure=self.failure)
 
     def read_table(self, table: str) -> pd.DataFrame:
         return read_table(self.path, table)

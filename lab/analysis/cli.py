@@ -1,11 +1,15 @@
 """`lab report`, `lab compare`, `lab baseline`, `lab history`: the analysis side of the command line.
 
-Exit codes (see lab.cli): 0 the verdict held, 1 it failed (an SLO missed, a regression), 2 bad input.
+Exit codes (see lab.cli): 0 the verdict held, 1 it failed (an SLO missed, a regression), 2 bad input,
+3 the report could not be written (e.g. the disk is full; the run record and any earlier report are kept).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.analysis.loading import RecordError
-from lab.cli import EXIT_BAD_INPUT, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.cli import EXIT_BAD_INPUT, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
 
 _STYLE = {"pass": "bold green", "fail": "bold red", "no_data": "bold yellow"}
 _VERDICT_STYLE = {
@@ -60,18 +64,63 @@ def report_command(
     from lab.analysis.summary import analyse, recovery_settings
 
     console = _console()
-    if window_s <= 0 or step_s <= 0 or baseline_s < 0:
+    if (
+        not all(map(math.isfinite, (window_s, step_s, baseline_s)))
+        or window_s <= 0
+        or step_s <= 0
+        or baseline_s < 0
+    ):
         _bad_input(console, "--window and --step must be positive, --baseline not negative")
     try:
         run = load_run(run_dir)
     except RecordError as exc:
         _bad_input(console, str(exc))
     analysis = analyse(run, recovery_settings(run, window_s, step_s, baseline_s))
-    paths = write_report(analysis, out_dir or run_dir, html=not no_html)
+    target = out_dir or run_dir
+    try:
+        paths = _replacing_report(target, lambda: write_report(analysis, target, html=not no_html))
+    except OSError as exc:
+        where = exc.filename or target
+        console.print(
+            f"[bold red]the report could not be written:[/] {escape(f'{exc.strerror or exc} ({where})')}; "
+            "the run record and any earlier report are unchanged (--out writes the report elsewhere)"
+        )
+        raise SystemExit(EXIT_LAB_FAILED) from None
     print_verdict(console, analysis.summary)
     for name, path in paths.items():
         console.print(escape(f"{name}: {path}"))
     raise SystemExit(EXIT_OK if analysis.slo.passed else EXIT_VERDICT_FAILED)
+
+
+def _replacing_report(out_dir: Path, write: Callable[[], dict[str, Path]]) -> dict[str, Path]:
+    """Run `write`, keeping the report files already in `out_dir` until it succeeds: on an OSError (a
+    full disk) what it half wrote is removed and the earlier files are put back. Renames need no space."""
+    from lab.analysis.report import REPORT_FILES
+
+    earlier = [out_dir / name for name in REPORT_FILES if (out_dir / name).is_file()]
+    moved: list[Path] = []
+    try:
+        for path in earlier:
+            os.replace(path, _aside(path))
+            moved.append(path)
+        paths = write()
+    except OSError:
+        if len(moved) == len(earlier):  # the write itself failed: remove what it half wrote
+            for name in REPORT_FILES:
+                with contextlib.suppress(OSError):
+                    (out_dir / name).unlink(missing_ok=True)
+        for path in moved:
+            with contextlib.suppress(OSError):
+                os.replace(_aside(path), path)
+        raise
+    for path in earlier:
+        with contextlib.suppress(OSError):
+            _aside(path).unlink(missing_ok=True)
+    return paths
+
+
+def _aside(path: Path) -> Path:
+    return path.with_name(f".{path.name}.earlier")
 
 
 def print_verdict(console: Console, summary: dict[str, Any]) -> None:

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pydantic
 
-from lab.analysis.slo import SLOSpec
 from lab.record import MANIFEST, TABLES, iter_events
+from lab.scenario.slos import SLOSpec
 
 REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
 HEAD_COLUMNS = ("ts", "subscriber", "subscription", "block_number", "block_hash", "block_timestamp")

@@ -1,11 +1,11 @@
 """Service-level objectives of a scenario and their verdicts.
 
-A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `SLOSpec`. `evaluate`
-checks them against a run's summary (the dict written to summary.json). A check whose measurement is
-missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict: an objective
-that cannot be verified has not been met. Every run also gets the implicit check `traffic_recorded`,
-and a run whose record has fault events gets `faults_applied`: a planned fault that could not be applied
-left the gateway untested against it, so the run cannot pass.
+A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `lab.scenario.slos.SLOSpec`;
+`evaluate` checks them against a run's summary (the dict written to summary.json). A check whose
+measurement is missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict:
+an objective that cannot be verified has not been met. Every run also gets the implicit check
+`traffic_recorded`, and a run whose record has fault events gets `faults_applied`: a planned fault that
+could not be applied left the gateway untested against it, so the run cannot pass.
 """
 
 from __future__ import annotations
@@ -14,31 +14,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from lab.scenario.slos import SLOSpec
 
 Status = Literal["pass", "fail", "no_data"]
-
-
-class SLOSpec(BaseModel):
-    """Objectives; every field optional (None: not checked)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    success_rate: float | None = Field(
-        default=None, ge=0.0, le=1.0, description="minimum share of ok requests"
-    )
-    p95_ms: float | None = Field(default=None, gt=0.0, description="maximum p95 latency of ok requests")
-    p99_ms: float | None = Field(default=None, gt=0.0, description="maximum p99 latency of ok requests")
-    max_gap: int | None = Field(
-        default=None, ge=0, description="maximum run of consecutive missing blocks for any subscriber"
-    )
-    max_duplicates: int | None = Field(
-        default=None, ge=0, description="maximum duplicate heads for any subscriber"
-    )
-    recovery_s: float | None = Field(default=None, ge=0.0, description="maximum recovery time of every fault")
-    breaker_opens: int | None = Field(
-        default=None, ge=0, description="maximum breaker openings, all providers"
-    )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 scenario = load_scenario("toxics/primary-cut.yml")   # ScenarioError names file, field, expectation
 plan = plan_timeline(scenario)                       # every fault with its target and times
+spec = lab.scenario.topology.to_topology_spec(scenario, None, "toxics/primary-cut.yml")  # for `Lab`
 """
 
 from lab.scenario.checks import ScenarioIssues
@@ -12,10 +13,12 @@ from lab.scenario.models import (
     Action,
     FaultEntry,
     LoadSpec,
-    ProviderSpec,
     Scenario,
-    TopologySpec,
+    ScenarioGateway,
+    ScenarioProvider,
+    ScenarioTopology,
 )
+from lab.scenario.slos import SLOSpec
 from lab.scenario.timeline import Plan, PlanError, PlannedFault, SkippedFault, plan_timeline
 
 __all__ = [
@@ -28,12 +31,14 @@ __all__ = [
     "PlanError",
     "PlannedFault",
     "Problem",
-    "ProviderSpec",
+    "SLOSpec",
     "Scenario",
     "ScenarioError",
+    "ScenarioGateway",
     "ScenarioIssues",
+    "ScenarioProvider",
+    "ScenarioTopology",
     "SkippedFault",
-    "TopologySpec",
     "format_duration",
     "load_scenario",
     "parse_duration",

@@ -9,7 +9,7 @@ import click
 
 from lab.cli import EXIT_BAD_INPUT
 from lab.scenario.durations import format_duration, parse_duration
-from lab.scenario.loader import ScenarioError, load_scenario
+from lab.scenario.loader import ScenarioError, load_scenario, with_overrides
 from lab.scenario.schema import DEFAULT_PATH, schema_text
 from lab.scenario.timeline import plan_timeline
 
@@ -56,7 +56,7 @@ def validate_command(files: tuple[Path, ...]) -> None:
 def plan_command(file: Path, duration: float | None, seed: int | None) -> None:
     """Print the fault plan: every fault with its offsets and target (random targets resolved)."""
     try:
-        scenario = load_scenario(file).with_overrides(duration=duration, seed=seed)
+        scenario = with_overrides(load_scenario(file), str(file), duration=duration, seed=seed)
     except ScenarioError as exc:
         click.echo(str(exc), err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -76,5 +76,9 @@ def schema_command(out: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
     else:
-        out.write_text(text, encoding="utf-8")
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"--out {out}: cannot write: {exc.strerror or exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
         click.echo(f"wrote {out}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -18,14 +19,20 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(EXPECTED)
     if isinstance(value, int | float):
-        if value < 0:
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer too large for a float
+            seconds = math.inf
+        if not math.isfinite(seconds):
+            raise ValueError(f"{EXPECTED} (a finite one)")
+        if seconds < 0:
             raise ValueError(f"{EXPECTED} (not negative)")
-        return float(value)
+        return seconds
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _UNITS[u] for n, u in parts)
+            return parse_duration(sum(float(n) * _UNITS[u] for n, u in parts))
         try:
             return parse_duration(float(text))
         except ValueError:

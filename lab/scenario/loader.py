@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lab.scenario.checks import ScenarioIssues, reference_issues
+from lab.scenario.durations import format_duration
 from lab.scenario.models import Scenario
 
 
@@ -30,7 +31,8 @@ class Problem:
 
     def render(self, source: str) -> str:
         where = f" (line {self.line})" if self.line else ""
-        return f"{source}: {self.path or '(scenario)'}: {self.message}{where}"
+        field = f"{self.path}: " if self.path else ""
+        return f"{source}: {field}{self.message}{where}"
 
 
 class ScenarioError(ValueError):
@@ -42,25 +44,87 @@ class ScenarioError(ValueError):
         super().__init__("\n".join(p.render(source) for p in problems))
 
 
+MAX_BYTES = 1 << 20  # a scenario is a page of YAML; more is a wrong file (or /dev/zero)
+
+
 def load_scenario(path: str | os.PathLike[str]) -> Scenario:
     """Read and validate a scenario file (YAML or JSON); ScenarioError on any problem."""
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            raw = file.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ScenarioError(source, [Problem("", f"cannot read: {exc.strerror or exc}")]) from None
+    if len(raw) > MAX_BYTES:
+        raise ScenarioError(source, [Problem("", f"larger than {MAX_BYTES >> 20} MiB: not a scenario file")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            source, [Problem("", f"not a text file (byte {exc.start} is not UTF-8): expected YAML or JSON")]
+        ) from None
     return parse_scenario(text, source=source)
+
+
+class DuplicateKeyError(yaml.constructor.ConstructorError):
+    """A key given twice in one mapping (PyYAML would keep the last one silently)."""
+
+    def __init__(self, key: Any, key_node: yaml.Node, first: yaml.Node) -> None:
+        super().__init__(
+            problem=f"duplicate key {key!r} (first on line {first.start_mark.line + 1})",
+            problem_mark=key_node.start_mark,
+        )
+        self.key_node = key_node
+        self.path = ""  # where in the document, once known
+
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *defaults`: keys given beside it override the merged ones, as intended
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node)
+            except TypeError:
+                continue  # an unhashable key: the base class reports it
+            if first is not key_node:
+                raise DuplicateKeyError(key, key_node, first)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_yaml(text: str) -> tuple[yaml.Node | None, Any]:
+    """The document's node tree (for locations) and its data."""
+    loader = _ScenarioLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None
+        try:
+            return root, loader.construct_document(root)
+        except DuplicateKeyError as exc:
+            exc.path = _render(_path_to(root, exc.key_node))
+            raise
+    finally:
+        loader.dispose()
 
 
 def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = _read_yaml(text)
+    except DuplicateKeyError as exc:
+        line = exc.key_node.start_mark.line + 1
+        raise ScenarioError(source, [Problem(exc.path, str(exc.problem), line)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
         raise ScenarioError(source, [Problem("", f"not valid YAML: {problem}", line)]) from None
+    except RecursionError:
+        raise ScenarioError(source, [Problem("", "nested too deeply to be a scenario")]) from None
     if not isinstance(data, dict):
         raise ScenarioError(
             source, [Problem("", "expected a mapping with name, topology, load, faults, slos")]
@@ -68,14 +132,45 @@ def parse_scenario(text: str, *, source: str = "<scenario>") -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as exc:
-        problems = describe_errors(exc, root)
-        reported = {p.path for p in problems}
-        problems += [
-            Problem(path, message, _line(root, _split(path)))
-            for path, message in reference_issues(data)
-            if path not in reported
+        raise ScenarioError(source, problems_of(exc, root, data)) from None
+
+
+def with_overrides(
+    scenario: Scenario,
+    source: str,
+    *,
+    duration: float | None = None,
+    users: int | None = None,
+    seed: int | None = None,
+) -> Scenario:
+    """`Scenario.with_overrides`, with a problem (e.g. a fault starting after a shortened run's end)
+    reported as a ScenarioError naming the field and the command-line option that caused it."""
+    try:
+        return scenario.with_overrides(duration=duration, users=users, seed=seed)
+    except ValidationError as exc:
+        given = {
+            "--duration": None if duration is None else format_duration(duration),
+            "--users": users,
+            "--seed": seed,
+        }
+        options = ", ".join(f"{name} {value}" for name, value in given.items() if value is not None)
+        problems = [
+            Problem(p.path, f"{p.message} (with {options})", None)
+            for p in problems_of(exc, None, scenario.model_dump(mode="json"))
         ]
-        raise ScenarioError(source, sorted(problems, key=lambda p: p.line or 0)) from None
+        raise ScenarioError(source, problems) from None
+
+
+def problems_of(exc: ValidationError, root: yaml.Node | None, data: Any) -> list[Problem]:
+    """Every problem of a scenario that failed validation, field errors and reference errors alike."""
+    problems = describe_errors(exc, root)
+    reported = {p.path for p in problems}
+    problems += [
+        Problem(path, message, _line(root, _split(path)))
+        for path, message in reference_issues(data)
+        if path not in reported
+    ]
+    return sorted(problems, key=lambda p: p.line or 0)
 
 
 def describe_errors(exc: ValidationError, root: yaml.Node | None = None) -> list[Problem]:
@@ -127,6 +222,26 @@ def _input_location(loc: tuple[Any, ...], root: Any, *, skip_tags: bool = True) 
         else:
             elements.append(element)
     return elements, node
+
+
+def _path_to(root: yaml.Node, target: yaml.Node) -> list[Any]:
+    """The path from `root` to the mapping key node `target` (empty when it is not found)."""
+    stack: list[tuple[yaml.Node, list[Any]]] = [(root, [])]
+    seen: set[int] = set()  # aliases can make the tree a graph, even a cyclic one
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else "?"
+                if key_node is target:
+                    return [*path, key]
+                stack.append((value_node, [*path, key]))
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(item, [*path, i]) for i, item in enumerate(node.value)]
+    return []
 
 
 def _split(path: str) -> list[Any]:

@@ -3,6 +3,11 @@
 Every model forbids unknown fields, so a typo is an error that names the field, not a silently ignored
 setting. Durations are written `500ms`, `30s`, `2m` or as seconds. Cross-field rules (unique ids,
 known targets, `after:` references) are checked on the whole scenario and reported with their paths.
+The load's numbers are bounded (users, rates, durations) so a typo such as `users: 1e23` is refused by
+`lab scenario validate`, not found by the lab mid-run.
+
+These are declarations; `lab.scenario.topology.to_topology_spec` turns `ScenarioTopology` into the
+running lab's `lab.topology.TopologySpec`.
 """
 
 from __future__ import annotations
@@ -21,12 +26,25 @@ from pydantic import (
 
 from lab.provider.specs import Behavior, Healthy
 from lab.scenario.durations import Duration
+from lab.scenario.slos import SLOSpec
 
 Id = Annotated[
     str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="lower-case letters, digits, - and _")
 ]
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 PositiveDuration = Annotated[Duration, Field(gt=0)]
+
+# Bounds on what a lab on one machine can do; beyond them a number is a typo, refused when validating.
+MAX_RUN_S = 7 * 24 * 3600.0  # a run, and any offset in it
+MAX_USERS = 10_000  # simulated users of one kind (HTTP, subscribers)
+MAX_RATE = 10_000.0  # users spawned per second; requests per second per user
+MAX_WEIGHT = 1_000_000.0
+MAX_CHAIN_ID = 2**63 - 37  # EIP-2294's bound
+Users = Annotated[int, Field(ge=1, le=MAX_USERS)]
+SomeUsers = Annotated[int, Field(ge=0, le=MAX_USERS)]
+Rate = Annotated[float, Field(gt=0, le=MAX_RATE)]
+Offset = Annotated[Duration, Field(le=MAX_RUN_S)]  # a time within a run
+Span = Annotated[Duration, Field(gt=0, le=MAX_RUN_S)]  # a length of time within a run
 
 # Targets that are not provider ids.
 GATEWAY = "gateway"
@@ -36,7 +54,7 @@ RESERVED_TARGETS = frozenset({GATEWAY, ALL, RANDOM})
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # --- topology -----------------------------------------------------------------------------------------
@@ -50,16 +68,18 @@ ProviderId = Annotated[
 ]
 
 
-class ProviderSpec(StrictModel):
-    """One mock provider behind its own Toxiproxy proxies (one per transport)."""
+class ScenarioProvider(StrictModel):
+    """One mock provider behind its own Toxiproxy proxies (one per transport), as the scenario declares it."""
 
     id: ProviderId
     behavior: Behavior = Healthy()
-    block_time: PositiveDuration | None = Field(default=None, description="default: the topology's")
+    block_time: Annotated[Span, Field(le=3600)] | None = Field(
+        default=None, description="default: the topology's"
+    )
 
 
-class GatewaySpec(StrictModel):
-    """The gateway under test. `spec` is what `lab run --gateway SPEC` replaces."""
+class ScenarioGateway(StrictModel):
+    """The gateway under test, as the scenario declares it; `lab run --gateway SPEC` replaces `spec`."""
 
     spec: str = Field(default="reference", description="'reference' (the lab's own gateway) or an image")
     settings: dict[str, Any] = Field(
@@ -67,12 +87,14 @@ class GatewaySpec(StrictModel):
     )
 
 
-class TopologySpec(StrictModel):
-    chain: str = Field(default="ethereum", pattern=r"^[a-z0-9][a-z0-9_-]*$")
-    chain_id: PositiveInt = 1
-    block_time: PositiveDuration = 1.0
-    providers: Annotated[list[ProviderSpec], Field(min_length=1)]
-    gateway: GatewaySpec = GatewaySpec()
+class ScenarioTopology(StrictModel):
+    """The providers and the gateway the scenario runs against (the lab's TopologySpec is made from it)."""
+
+    chain: str = Field(default="ethereum", pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")
+    chain_id: Annotated[int, Field(ge=1, le=MAX_CHAIN_ID)] = 1
+    block_time: Annotated[Span, Field(le=3600)] = 1.0
+    providers: Annotated[list[ScenarioProvider], Field(min_length=1, max_length=64)]
+    gateway: ScenarioGateway = ScenarioGateway()
 
     @property
     def provider_ids(self) -> list[str]:
@@ -107,8 +129,8 @@ class BatchSpec(StrictModel):
 class SubscriberSpec(StrictModel):
     """WebSocket users, each holding one subscription for the whole run."""
 
-    new_heads: NonNegativeInt = 0
-    logs: NonNegativeInt = 0
+    new_heads: SomeUsers = 0
+    logs: SomeUsers = 0
 
     @property
     def total(self) -> int:
@@ -125,45 +147,45 @@ class RampShape(StrictModel):
     """From `start_users` up to `users`, linearly over `over` (default: the whole run), then hold."""
 
     type: Literal["ramp"] = "ramp"
-    start_users: NonNegativeInt = 0
-    over: PositiveDuration | None = None
+    start_users: SomeUsers = 0
+    over: Span | None = None
 
 
 class SpikeShape(StrictModel):
     """`users`, except `peak_users` from `at` for `hold`."""
 
     type: Literal["spike"] = "spike"
-    at: Duration
-    hold: PositiveDuration
-    peak_users: PositiveInt
-    spawn_rate: Annotated[float, Field(gt=0)] | None = Field(
-        default=None, description="default: peak_users/s"
-    )
+    at: Offset
+    hold: Span
+    peak_users: Users
+    spawn_rate: Rate | None = Field(default=None, description="default: peak_users/s")
 
 
 class StepShape(StrictModel):
     """`step_users` more users every `every`, up to `users`."""
 
     type: Literal["step"] = "step"
-    step_users: PositiveInt
-    every: PositiveDuration
+    step_users: Users
+    every: Span
 
 
 Shape = Annotated[SteadyShape | RampShape | SpikeShape | StepShape, Field(discriminator="type")]
 
 
 class LoadSpec(StrictModel):
-    users: PositiveInt = 10
-    spawn_rate: Annotated[float, Field(gt=0)] = 10.0
-    duration: PositiveDuration = 60.0
-    rate_per_user: Annotated[float, Field(gt=0)] | None = Field(
+    users: Users = 10
+    spawn_rate: Rate = 10.0
+    duration: Span = 60.0
+    rate_per_user: Rate | None = Field(
         default=5.0, description="requests per second per HTTP user; null: back to back"
     )
-    timeout: PositiveDuration = Field(default=5.0, description="the client's timeout for each request")
+    timeout: Annotated[Span, Field(le=3600)] = Field(
+        default=5.0, description="the client's timeout for each request"
+    )
     strategy: Literal["fastest", "load-balanced", "latency-weighted"] | None = Field(
         default=None, description="route requests to /rpc/<strategy>/<chain>; default: the gateway's"
     )
-    methods: Annotated[dict[str, Annotated[float, Field(gt=0)]], Field(min_length=1)] = Field(
+    methods: Annotated[dict[str, Annotated[float, Field(gt=0, le=MAX_WEIGHT)]], Field(min_length=1)] = Field(
         default_factory=lambda: dict(DEFAULT_METHODS)
     )
     batch: BatchSpec = BatchSpec()
@@ -482,9 +504,9 @@ class Repeat(StrictModel):
     """Run the entry again every `every`: `count` times in all, or until `until` (an offset), or, with
     neither, until the run ends."""
 
-    every: PositiveDuration
+    every: Span
     count: PositiveInt | None = None
-    until: Duration | None = None
+    until: Offset | None = None
 
     @model_validator(mode="after")
     def _one_bound(self) -> Repeat:
@@ -503,11 +525,11 @@ class FaultEntry(StrictModel):
     """
 
     id: Id | None = Field(default=None, description="default: '<action type>-<index>'")
-    start: Duration | None = None
+    start: Offset | None = None
     after: str | None = None
-    delay: Duration | None = None
-    duration: PositiveDuration | None = None
-    end: Duration | None = None
+    delay: Offset | None = None
+    duration: Span | None = None
+    end: Offset | None = None
     repeat: Repeat | None = None
     probability: Probability = 1.0
     target: str | None = None
@@ -538,30 +560,14 @@ class FaultEntry(StrictModel):
         return self
 
 
-# --- SLOs ---------------------------------------------------------------------------------------------
-
-try:  # the analysis owns the SLO model; this fallback keeps scenarios loadable without it
-    from lab.analysis.slo import SLOSpec
-except ImportError:  # pragma: no cover - replaced once lab.analysis exists
-
-    class SLOSpec(StrictModel):  # type: ignore[no-redef]
-        success_rate: Probability | None = None
-        p95_ms: Annotated[float, Field(gt=0)] | None = None
-        p99_ms: Annotated[float, Field(gt=0)] | None = None
-        max_gap: NonNegativeInt | None = None
-        max_duplicates: NonNegativeInt | None = None
-        recovery_s: Annotated[float, Field(gt=0)] | None = None
-        breaker_opens: NonNegativeInt | None = None
-
-
 # --- the scenario -------------------------------------------------------------------------------------
 
 
 class Scenario(StrictModel):
     name: Id
     description: str = ""
-    seed: int = 0
-    topology: TopologySpec
+    seed: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] = 0
+    topology: ScenarioTopology
     load: LoadSpec = LoadSpec()
     faults: list[FaultEntry] = Field(default_factory=list)
     slos: SLOSpec = Field(default_factory=SLOSpec)

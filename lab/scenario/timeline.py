@@ -105,9 +105,10 @@ def plan_timeline(scenario: Scenario, *, duration: float | None = None) -> Plan:
         return f"{ids[index]}#{counters[index] - 1}"
 
     for index, entry in enumerate(scenario.faults):
+        _check_within_run(index, entry, occurrences[index], run)
         for occ in occurrences[index]:
             if occ.start >= run:
-                continue
+                continue  # a repeat's occurrences past the end (repeating until the run ends)
             if entry.probability < 1.0 and rngs[index].random() >= entry.probability:
                 skipped.append(SkippedFault(ids[index], occ.start, f"probability {entry.probability:g}"))
                 continue
@@ -167,6 +168,27 @@ def _occurrences(entries: list[FaultEntry], ids: list[str], run: float) -> list[
         return result[i]
 
     return [resolve(i) for i in range(len(entries))]
+
+
+def _check_within_run(index: int, entry: FaultEntry, occurrences: list[_Occurrence], run: float) -> None:
+    """A fault asked for that the run would never apply is an error, not a silently dropped fault."""
+    path = f"faults[{index}]"
+    end = format_duration(run)
+    if not occurrences:  # repeat.until before the first start
+        raise PlanError(f"{path}.repeat.until", "ends before the entry's first start: no occurrence")
+    first = occurrences[0].start
+    if first >= run:
+        field = "after" if entry.after is not None else "start"
+        raise PlanError(
+            f"{path}.{field}", f"starts at {format_duration(first)}, not before the run ends at {end}"
+        )
+    last = occurrences[-1].start
+    if entry.repeat is not None and entry.repeat.count is not None and last >= run:
+        raise PlanError(
+            f"{path}.repeat.count",
+            f"occurrence {len(occurrences)} would start at {format_duration(last)}, "
+            f"not before the run ends at {end}",
+        )
 
 
 def _starts(entry: FaultEntry, first: float, run: float, index: int) -> list[float]:

@@ -1,11 +1,12 @@
-"""`lab run` end to end in containers: the smoke scenario passes (with two Locust workers), and an
-interrupted run lifts its faults, tears the lab down and keeps its record."""
+"""`lab run` end to end in containers: the smoke scenario passes (with two Locust workers); an interrupted
+run, and a run whose disk fills up, lift their faults, tear the lab down and keep their record."""
 
 from __future__ import annotations
 
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +95,82 @@ def test_interrupted_run_lifts_faults_and_tears_down(lab_images: Any, tmp_path: 
     finally:
         client.close()
     assert left == []
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 MiB tmpfs to fill (mounting needs root; CI runs as root)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs as --out needs root (CI runs as root)")
+    mount_point = tmp_path / "small"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount_point)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write until the filesystem is full."""
+    with (disk / ".filler").open("wb", buffering=0) as filler:
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+        except OSError:
+            pass
+        try:
+            while True:
+                filler.write(b"\0")
+        except OSError:
+            return
+
+
+def test_a_full_disk_stops_the_run_lifts_its_faults_and_keeps_the_record(
+    lab_images: Any, small_disk: Path
+) -> None:
+    import docker
+
+    process = subprocess.Popen(
+        lab_run(str(ROOT / "toxics" / "smoke.yml"), "--out", str(small_disk)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        run_dir = wait_for_value(
+            lambda: next((p for p in small_disk.iterdir() if p.is_dir()), None),
+            timeout=60,
+            message="the run directory",
+        )
+        wait_for_value(
+            lambda: [e for e in iter_events(run_dir, "faults") if e["event"] == "start"],
+            timeout=300,
+            interval=0.2,
+            message="the primary is slowed",
+        )
+        fill(small_disk)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 3, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    [message] = [line for line in stderr.splitlines() if "No space left" in line]  # one message
+    assert message.startswith("the lab failed: the run record cannot be written: No space left on device")
+    assert "the run was stopped, its faults lifted and the lab torn down" in message
+    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    assert manifest["started"] is not None, "the manifest written before the disk filled is kept whole"
+    assert not list(run_dir.rglob("*.tmp")), "no temporary file left behind"
+    assert len(read_table(run_dir, "requests")) > 0, "what was recorded is kept"
+    client = docker.from_env()
+    try:
+        left = client.containers.list(all=True, filters={"label": f"lab.run-id={manifest['run_id']}"})
+    finally:
+        client.close()
+    assert left == [], "the lab is torn down (and with it every fault)"

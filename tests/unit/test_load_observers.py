@@ -10,9 +10,9 @@ from typing import Any
 import orjson
 
 from lab.eventually import wait_for_value
-from lab.live import RecordTail, Snapshot
-from lab.observers import GatewayEventsRecorder, Poller, metric_rows, stats_row
 from lab.record import RunDir, TableWriter, iter_events
+from lab.run.live import RecordTail, Snapshot
+from lab.run.observers import GatewayEventsRecorder, Poller, metric_rows, stats_row
 
 
 def test_provider_stats_row() -> None:
@@ -146,7 +146,7 @@ def test_live_view_draws_a_panel_on_a_terminal_and_lines_elsewhere() -> None:
 
     from rich.console import Console
 
-    from lab.live import LiveView
+    from lab.run.live import LiveView
 
     snapshot = Snapshot(
         elapsed=12, duration=30, requests=1000, errors=3, rate=55, window_error_rate=0.002,

@@ -115,3 +115,103 @@ def test_run_killed_with_sigkill_keeps_every_closed_part(tmp_path: Path) -> None
     # Parts are prefixes of the sequence: no row lost inside what was flushed, none duplicated.
     assert len(df) >= 1500 and len(df) % 500 == 0
     assert df["attempts"].tolist() == list(range(len(df)))
+
+
+# --- a full disk: what was written stays, the failure is noted once, nothing raises into the writers ----
+
+
+def no_space(path: object) -> OSError:
+    import errno
+
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
+def test_a_full_disk_stops_a_table_writer_cleanly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ENOSPC in the flush thread: noted (and logged) once, nothing raised, the closed parts kept."""
+    import threading
+
+    import pyarrow.parquet as pq
+
+    writer = TableWriter(tmp_path, "requests", writer_id="w", flush_interval=0.01)  # as Locust's recorder
+    writer.append({"ts": 1.0, "method": "eth_call", "ok": True})
+    kept = wait_for_value(lambda: list((tmp_path / "requests").glob("*.parquet")), timeout=10)
+    real_write_table = pq.write_table
+    attempts: list[Path] = []
+
+    def full(table: object, where: Path, **kwargs: object) -> None:
+        attempts.append(Path(where))
+        Path(where).write_bytes(b"PAR1")  # half a part
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")  # pyarrow's
+
+    thread_errors: list[object] = []
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    monkeypatch.setattr(pq, "write_table", full)
+    for second in range(2, 5):
+        writer.append({"ts": float(second), "method": "eth_call", "ok": True})
+        wait_for_value(lambda: writer.failure.is_set() or None, timeout=10)
+    writer.close()
+    monkeypatch.setattr(pq, "write_table", real_write_table)
+    assert thread_errors == [], "nothing raised in the flush thread"
+    assert len(attempts) == 1, "after the failure the writer stops writing"
+    assert writer.failed and writer.dropped == 3
+    assert sorted((tmp_path / "requests").iterdir()) == kept, "what was closed is kept; no .tmp left"
+    assert len(read_table(tmp_path, "requests")) == 1
+    assert writer.failure.describe() == f"No space left on device ({tmp_path / 'requests'})"
+    assert [r.getMessage() for r in caplog.records if r.name == "lab.record"] == [
+        f"the run record cannot be written: No space left on device ({tmp_path / 'requests'})"
+    ]
+
+
+def test_the_writers_of_a_run_dir_share_one_failure_for_its_owner_to_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run_dir = RunDir.create(tmp_path, "run")
+    writer = run_dir.table_writer("metrics", autoflush=False)
+    log = run_dir.event_log("gateway_events")
+    assert writer.failure is log.failure is run_dir.failure
+    run_dir.failure.note(run_dir.path / "metrics", no_space(run_dir.path / "metrics"))
+    assert run_dir.failure.is_set() and not [r for r in caplog.records if r.name == "lab.record"]
+    log.close()
+    writer.close()
+
+
+def test_a_full_disk_stops_an_event_log_cleanly(tmp_path: Path) -> None:
+    run_dir = RunDir.create(tmp_path, "run")
+    log = run_dir.event_log("faults")
+    log.append({"event": "start", "fault_id": "a#0"})
+
+    class FullFile:
+        def write(self, data: bytes) -> int:
+            raise no_space(log.path)
+
+        def close(self) -> None:
+            raise no_space(log.path)
+
+    log._file = FullFile()  # type: ignore[assignment]
+    log.append({"event": "end", "fault_id": "a#0"})
+    log.append({"event": "start", "fault_id": "b#0"})
+    log.close()  # does not raise either
+    assert (log.failed, log.dropped) == (True, 2)
+    assert [e["fault_id"] for e in iter_events(run_dir.path, "faults")] == ["a#0"]
+    assert run_dir.failure.describe() == f"No space left on device ({log.path})"
+
+
+def test_a_failed_manifest_write_keeps_the_previous_one_and_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_dir = RunDir.create(tmp_path, "run")
+    run_dir.write_manifest({"run_id": "run", "outcome": "running"})
+    real_write_bytes = Path.write_bytes
+
+    def full(path: Path, data: bytes) -> int:
+        real_write_bytes(path, data[:10])
+        raise no_space(path)
+
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError, match="No space left"):
+        run_dir.write_manifest({"run_id": "run", "outcome": "completed"})
+    monkeypatch.undo()
+    assert run_dir.read_manifest()["outcome"] == "running"
+    assert sorted(p.name for p in run_dir.path.iterdir()) == ["manifest.json"]

@@ -285,3 +285,90 @@ def test_overrides_apply_and_revalidate() -> None:
     assert longer.faults == scenario.faults
     with pytest.raises(ValueError):
         scenario.with_overrides(users=0)
+
+
+# --- bad input never crashes ----------------------------------------------------------------------------
+
+
+def test_a_binary_file_is_refused_naming_it(tmp_path: Path) -> None:
+    binary = tmp_path / "photo.yml"
+    binary.write_bytes(bytes(range(256)) * 4)
+    result = CliRunner().invoke(scenario_command, ["validate", str(binary)])
+    assert result.exit_code == 2
+    assert result.output == f"{binary}: not a text file (byte 128 is not UTF-8): expected YAML or JSON\n"
+
+
+def test_a_huge_or_deeply_nested_file_is_refused(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.yml"
+    huge.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(ScenarioError, match=r"huge\.yml: larger than 1 MiB"):
+        load_scenario(huge)
+    assert errors_of("[" * 5000) == ["toxics/x.yml: nested too deeply to be a scenario"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("users", "1e23", "load.users: expected a valid integer"),  # YAML 1.1: a string
+        ("users", "1.0e+15", "load.users: expected less than or equal to 10000"),
+        ("users", "100001", "load.users: expected less than or equal to 10000"),
+        ("spawn_rate", "1e9", "load.spawn_rate: "),
+        ("spawn_rate", ".inf", "load.spawn_rate: "),
+        ("rate_per_user", ".nan", "load.rate_per_user: "),
+        ("duration", "99999h", "load.duration: expected less than or equal to 604800"),
+        (
+            "duration",
+            ".inf",
+            "load.duration: expected a duration like '500ms', '30s', '2m' or a number of seconds "
+            "(a finite one)",
+        ),
+        ("timeout", "2h", "load.timeout: expected less than or equal to 3600"),
+        (
+            "subscribers",
+            "{new_heads: 1000000}",
+            "load.subscribers.new_heads: expected less than or equal to 10000",
+        ),
+    ],
+)
+def test_load_numbers_are_bounded(field: str, value: str, expected: str) -> None:
+    [error] = errors_of(BASE + f"load:\n  {field}: {value}\n")
+    assert error.startswith(f"toxics/x.yml: {expected}") and error.endswith("(line 5)")
+
+
+def test_a_bounded_load_at_its_limits_is_valid() -> None:
+    scenario = parse_scenario(BASE + "load: {users: 10000, spawn_rate: 10000, duration: 168h}\n")
+    assert (scenario.load.users, scenario.load.duration) == (10_000, 7 * 24 * 3600)
+
+
+def test_duplicate_keys_are_errors_naming_the_key_and_line() -> None:
+    assert errors_of(BASE + "load:\n  users: 3\n  duration: 10s\n  users: 4\n") == [
+        "toxics/x.yml: load.users: duplicate key 'users' (first on line 5) (line 7)"
+    ]
+    assert errors_of("name: a\nname: b\n" + BASE.split("\n", 1)[1]) == [
+        "toxics/x.yml: name: duplicate key 'name' (first on line 1) (line 2)"
+    ]
+    assert errors_of("name: t\ntopology:\n  providers: [{id: a, id: b}]\n") == [
+        "toxics/x.yml: topology.providers[0].id: duplicate key 'id' (first on line 3) (line 3)"
+    ]
+
+
+def test_merge_keys_may_override_what_they_merge() -> None:
+    scenario = parse_scenario(BASE + "load:\n  <<: {users: 3, duration: 10s}\n  users: 4\n")
+    assert (scenario.load.users, scenario.load.duration) == (4, 10)
+
+
+def test_plan_with_a_bad_override_exits_2_naming_the_option() -> None:
+    smoke = ROOT / "toxics" / "smoke.yml"
+    result = CliRunner().invoke(scenario_command, ["plan", str(smoke), "--duration", "5s"])
+    assert result.exit_code == 2
+    assert result.output == (
+        f"{smoke}: faults[0].start: starts at 10s, not before the run ends at 5s (with --duration 5s)\n"
+    )
+    zero = CliRunner().invoke(scenario_command, ["plan", str(smoke), "--duration", "0s"])
+    assert zero.exit_code == 2 and "load.duration: expected greater than 0" in zero.output
+
+
+def test_schema_to_an_unwritable_place_exits_2() -> None:
+    result = CliRunner().invoke(scenario_command, ["schema", "--out", "/proc/x/schema.json"])
+    assert result.exit_code == 2
+    assert result.output == "--out /proc/x/schema.json: cannot write: No such file or directory\n"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lab.load.shape import users_at
-from lab.scenario import Scenario, parse_scenario, plan_timeline
+from lab.scenario import PlanError, Scenario, ScenarioError, parse_scenario, plan_timeline
 
 PROVIDERS = "topology:\n  providers: [{id: alpha}, {id: beta}, {id: gamma}, {id: delta}]\n"
 
@@ -95,9 +95,42 @@ def test_target_all_expands_per_provider() -> None:
     assert len({f.fault_id for f in plan_timeline(s).faults}) == 4
 
 
-def test_faults_after_the_end_of_the_run_are_dropped() -> None:
+def test_a_fault_starting_after_the_end_of_the_run_is_an_error() -> None:
     s = scenario("[{start: 50s, duration: 5s, target: alpha, action: {type: cut}}]")
-    assert plan_timeline(s, duration=40).faults == ()
+    with pytest.raises(PlanError) as info:
+        plan_timeline(s, duration=40)
+    assert (info.value.path, info.value.message) == (
+        "faults[0].start",
+        "starts at 50s, not before the run ends at 40s",
+    )
+    with pytest.raises(
+        ScenarioError,
+        match=r"t.yml: faults\[1\].after: starts at 1m40s, not before the run ends at 1m40s \(line 7\)",
+    ):
+        parse_scenario(
+            f"name: t\n{PROVIDERS}load: {{duration: 100s}}\nfaults:\n"
+            "  - {id: a, start: 90s, duration: 10s, target: alpha, action: {type: cut}}\n"
+            "  - {after: a, target: beta, action: {type: cut}}\n",
+            source="t.yml",
+        )
+
+
+def test_a_repeat_count_that_does_not_fit_the_run_is_an_error() -> None:
+    with pytest.raises(ScenarioError, match=r"faults\[0\].repeat.count: occurrence 3 would start at 1m45s"):
+        scenario(
+            "[{start: 5s, duration: 1s, repeat: {every: 50s, count: 3}, target: alpha, action: {type: cut}}]"
+        )
+    with pytest.raises(ScenarioError, match=r"faults\[0\].repeat.until: ends before the entry's first start"):
+        scenario(
+            "[{start: 50s, duration: 1s, repeat: {every: 5s, until: 20s}, target: alpha,"
+            " action: {type: cut}}]"
+        )
+    open_ended = scenario(
+        "[{start: 5s, duration: 1s, repeat: {every: 30s}, target: alpha, action: {type: cut}}]"
+    )
+    assert [f.start for f in plan_timeline(open_ended, duration=50).faults] == [5, 35], (
+        "repeats until the end"
+    )
 
 
 def test_probability_is_seeded_and_reproducible() -> None:

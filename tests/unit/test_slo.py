@@ -10,9 +10,9 @@ import pytest
 from click.testing import CliRunner
 
 from lab.analysis.cli import report_command
-from lab.analysis.slo import SLOSpec
 from lab.analysis.synthetic import ErrorBurst, Fault, HeadsPlan, SyntheticRun, breaker_events, write_run
 from lab.record import RunDir, TableWriter
+from lab.scenario.slos import SLOSpec
 
 
 def report(path: Path, *args: str) -> tuple[int, str]:
@@ -157,3 +157,28 @@ def test_a_corrupt_part_file_exits_two_naming_the_table(tmp_path: Path) -> None:
 def test_bad_recovery_options_exit_two(tmp_path: Path) -> None:
     path = write_run(SyntheticRun(duration_s=5, rps=10), tmp_path / "run")
     assert report(path, "--window", "0")[0] == 2
+
+
+def test_a_full_disk_exits_three_keeping_the_record_and_the_earlier_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import lab.analysis.report
+
+    path = write_run(SyntheticRun(duration_s=5, rps=10), tmp_path / "run")
+    assert report(path)[0] in (0, 1)
+    before = {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+
+    def full(target: Path, data: object) -> None:
+        target.write_bytes(b'{\n  "half')
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    monkeypatch.setattr(lab.analysis.report, "write_json", full)
+    code, output = report(path)
+    assert code == 3
+    assert output == (
+        f"the report could not be written: No space left on device ({path / 'summary.json'}); the run record "
+        "and any earlier report are unchanged (--out writes the report elsewhere)\n"
+    )
+    assert {p.name: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before

@@ -104,8 +104,8 @@ class ProviderStatsPoller(Poller):
 def stats_row(provider: str, stats: Mapping[str, Any], ts: float) -> dict[str, Any]:
     """A `provider_stats` row; the per-second history is left out of the stored JSON (the snapshots
     themselves are per second)."""
-    counts = stats.get("requests") if isinstance(stats.get("requests"), dict) else {}
-    by_outcome = counts.get("by_outcome") if isinstance(counts.get("by_outcome"), dict) else {}
+    counts = _mapping(stats.get("requests"))
+    by_outcome = _mapping(counts.get("by_outcome"))
     total = counts.get("total") if isinstance(counts.get("total"), int) else None
     head = stats.get("head")  # the head the provider serves (behind the chain's when lagging)
     return {
@@ -116,6 +116,10 @@ def stats_row(provider: str, stats: Mapping[str, Any], ts: float) -> dict[str, A
         "errors": None if total is None else total - int(by_outcome.get("ok", 0)),
         "stats_json": orjson.dumps({k: v for k, v in stats.items() if k != "served_per_second"}).decode(),
     }
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 class MetricsPoller(Poller):

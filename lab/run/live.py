@@ -131,9 +131,10 @@ class LiveView:
             self._live.update(self._panel(snapshot))
         elif time.monotonic() - self._last_plain >= self.plain_every:
             self._last_plain = time.monotonic()
-            self.console.print(f"{self.title}: {snapshot.line()}", highlight=False)
+            self.console.print(f"{self.title}: {snapshot.line()}", highlight=False, markup=False)
 
     def _panel(self, s: Snapshot) -> Any:
+        from rich.markup import escape
         from rich.panel import Panel
         from rich.progress_bar import ProgressBar
         from rich.table import Table
@@ -157,8 +158,8 @@ class LiveView:
             "total", f"{s.requests:,} requests, success {success}" + (f"  ({classes})" if classes else "")
         )
         grid.add_row("heads", f"{s.heads:,}")
-        grid.add_row("faults", "\n".join(s.faults) or "[dim]none active[/]")
-        return Panel(grid, title=self.title, title_align="left")
+        grid.add_row("faults", escape("\n".join(s.faults)) or "[dim]none active[/]")
+        return Panel(grid, title=escape(self.title), title_align="left")
 
 
 def snapshot(tail: RecordTail, elapsed: float, duration: float, faults: Callable[[], list[str]]) -> Snapshot:

@@ -1,0 +1,69 @@
+"""`lab run SCENARIO`: the command line of lab.run.orchestrate."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from lab.run.manifest import PROJECT
+from lab.scenario import parse_duration
+from lab.scenario.models import MAX_RUN_S, MAX_USERS
+
+MAX_WORKERS = 64
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be positive")
+    if seconds > MAX_RUN_S:
+        raise click.BadParameter(f"at most {MAX_RUN_S / 86400:g} days")
+    return seconds
+
+
+@click.command("run")
+@click.argument("scenario", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--duration", callback=_duration, help="Run this long instead (e.g. 20s, 5m); faults keep their offsets."
+)
+@click.option(
+    "--users", type=click.IntRange(min=1, max=MAX_USERS), help="HTTP users instead of the scenario's."
+)
+@click.option(
+    "--gateway", "gateway", metavar="SPEC", help="Gateway profile (reference, lasso) or GatewaySpec file."
+)
+@click.option(
+    "--seed", type=int, help="Seed instead of the scenario's (random targets, probabilities, behaviours)."
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=PROJECT / "reports",
+              show_default="reports/", help="Where the run directory goes.")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=1, show_default=True,
+              help="Locust processes generating load (Locust's --processes).")  # fmt: skip
+@click.option("--no-report", is_flag=True, help="Skip the analysis at the end.")
+def run_command(
+    scenario: Path,
+    duration: float | None,
+    users: int | None,
+    gateway: str | None,
+    seed: int | None,
+    out: Path,
+    workers: int,
+    no_report: bool,
+) -> None:
+    """Run SCENARIO against a fresh lab and record everything under reports/<run-id>/.
+
+    Exit codes: 0 every SLO held, 1 an SLO missed, 2 bad input, 3 the lab failed, 130 interrupted.
+    """
+    from rich.console import Console
+
+    from lab.run.orchestrate import RunOptions, execute
+
+    options = RunOptions(scenario, duration, users, gateway, seed, out, workers, report=not no_report)
+    sys.exit(execute(options, Console(stderr=True, soft_wrap=True)))  # messages stay whole lines
