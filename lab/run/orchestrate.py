@@ -150,10 +150,10 @@ class Run:
             )
 
     def under_load(self, lab: Lab) -> None:
-        from lab.topology.cleanup import TerminationGuard
         from lab.nemesis import InjectorTarget, MonotonicClock, Nemesis
         from lab.run.live import LiveView, RecordTail, snapshot
         from lab.run.observers import GatewayEventsRecorder, MetricsPoller, Poller, ProviderStatsPoller
+        from lab.topology.cleanup import TerminationGuard
 
         endpoints = lab.endpoints
         observers: list[Poller] = [
@@ -241,9 +241,9 @@ def analyse(run_dir: Path, console: Console) -> str | None:
 
 def execute(options: RunOptions, console: Console) -> int:
     """The whole run; the exit code."""
-    from lab.topology.cleanup import termination_guard
     from lab.images import BadImageMode, ImageError
     from lab.topology import LabError
+    from lab.topology.cleanup import termination_guard
 
     def error(prefix: str, message: str) -> None:
         console.print(f"[bold red]{prefix}[/] {escape(message)}", highlight=False)
