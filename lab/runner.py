@@ -367,7 +367,7 @@ class Run:
     def under_load(self, lab: Any) -> None:
         from lab.cleanup import TerminationGuard
         from lab.live import LiveView, RecordTail, snapshot
-        from lab.nemesis import InjectorTarget, MonotonicClock, Nemesis
+        from lab.faults.nemesis import MonotonicClock, Nemesis
         from lab.observers import GatewayEventsRecorder, MetricsPoller, ProviderStatsPoller
 
         endpoints = lab.endpoints
@@ -392,7 +392,7 @@ class Run:
             load_started = locust.wait_started(LOAD_START_TIMEOUT_S)
             self.save(started=load_started)
             clock = MonotonicClock(time.monotonic() - (time.time() - load_started))
-            nemesis = Nemesis(self.prepared.plan, InjectorTarget(lab.faults), faults_log.append, clock=clock)
+            nemesis = Nemesis(self.prepared.plan, lab.faults, faults_log.append, clock=clock)
             nemesis.start()
             tail = RecordTail(self.run_dir.path)
             with LiveView(f"{self.scenario.name} · {self.run_id}", console=self.console) as view:

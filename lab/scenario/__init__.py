@@ -5,11 +5,9 @@ plan = plan_timeline(scenario)                       # every fault with its targ
 """
 
 from lab.scenario.checks import ScenarioIssues
-from lab.scenario.durations import Duration, format_duration, parse_duration
+from lab.durations import Duration, format_duration, parse_duration
 from lab.scenario.loader import Problem, ScenarioError, load_scenario, parse_scenario
 from lab.scenario.models import (
-    ACTION_TYPES,
-    Action,
     FaultEntry,
     LoadSpec,
     ProviderSpec,
@@ -19,8 +17,6 @@ from lab.scenario.models import (
 from lab.scenario.timeline import Plan, PlanError, PlannedFault, SkippedFault, plan_timeline
 
 __all__ = [
-    "ACTION_TYPES",
-    "Action",
     "Duration",
     "FaultEntry",
     "LoadSpec",

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from lab.scenario import ScenarioError, load_scenario, parse_duration, parse_scenario, plan_timeline
 from lab.scenario.cli import command as scenario_command
-from lab.scenario.durations import format_duration
+from lab.durations import format_duration
 from lab.scenario.schema import DEFAULT_PATH, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -20,12 +21,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError(f"{EXPECTED} (not negative)")
+        if not math.isfinite(value):
+            raise ValueError(f"{EXPECTED} (a finite number)")
         return float(value)
     if isinstance(value, str):
         text = value.strip().replace(" ", "")
         parts = _PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return sum(float(n) * _UNITS[u] for n, u in parts)
+            return parse_duration(sum(float(n) * _UNITS[u] for n, u in parts))
         try:
             return parse_duration(float(text))
         except ValueError:
