@@ -366,8 +366,8 @@ class Run:
 
     def under_load(self, lab: Any) -> None:
         from lab.cleanup import TerminationGuard
-        from lab.live import LiveView, RecordTail, snapshot
         from lab.faults.nemesis import MonotonicClock, Nemesis
+        from lab.live import LiveView, RecordTail, snapshot
         from lab.observers import GatewayEventsRecorder, MetricsPoller, ProviderStatsPoller
 
         endpoints = lab.endpoints

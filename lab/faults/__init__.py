@@ -44,4 +44,17 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "TOXIC_TYPES",
+    "Fault",
+    "FaultInjector",
+    "FaultJournal",
+    "ProxyState",
+    "Toxic",
+    "ToxiproxyClient",
+    "ToxiproxyError",
+    "Transport",
+    "UnknownTarget",
+    "fault_event",
+    "parse_toxic",
+]

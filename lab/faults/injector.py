@@ -60,11 +60,19 @@ class FaultInjector:
         self._chain = chain
         self._memory_total = memory_total
 
+    @property
+    def containers(self) -> Mapping[str, ContainerTarget]:
+        """The lab's containers by target name (a provider id, `gateway`, `toxiproxy`)."""
+        return self._containers
+
     # --- targets -----------------------------------------------------------------------------------
     def proxy_names(self, target: str, transport: Transport = "both") -> list[str]:
         if target in self._proxies:
             by_transport = self._proxies[target]
-            return list(by_transport.values()) if transport == "both" else [by_transport[transport]]
+            names = list(by_transport.values()) if transport == "both" else [by_transport.get(transport, "")]
+            if not names or not all(names):
+                raise UnknownTarget(f"{target} has no {transport} proxy")
+            return names
         if any(target in names.values() for names in self._proxies.values()):
             return [target]
         raise UnknownTarget(f"no provider or proxy named {target!r} (providers: {sorted(self._proxies)})")
@@ -185,6 +193,8 @@ class FaultInjector:
     def open_breaker(self, provider: str, *, name: str | None = None) -> Fault:
         """Force the gateway's circuit breaker for the provider open; lifting resets it."""
         self._control_url(provider)  # an unknown provider is an error here, not a 4xx from the gateway
+        if not self._gateway_url:
+            raise UnknownTarget("no gateway admin URL known to open its breakers")
         self.control.open_breaker(self._gateway_url, self._chain, provider)
         return self.journal.record(
             "open_breaker",

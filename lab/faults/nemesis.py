@@ -204,7 +204,13 @@ class Nemesis:
 
     # --- one fault ---------------------------------------------------------------------------------
     def _event(
-        self, kind: str, fault: PlannedFault, ts: float, *, error: str | None = None, reason: str | None = None
+        self,
+        kind: str,
+        fault: PlannedFault,
+        ts: float,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         return fault_event(
             kind,

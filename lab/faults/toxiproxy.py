@@ -18,6 +18,7 @@ errors that name the proxy and toxic (`ToxiproxyError`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -44,7 +45,7 @@ class ProxyState:
     toxics: tuple[dict[str, Any], ...] = ()
 
 
-class _Consumer(APIConsumer):  # type: ignore[misc]
+class _Consumer(APIConsumer):
     """APIConsumer bound to one server and one Session (subclassed per client, see the module doc)."""
 
     session: ClassVar[requests.Session]
@@ -54,7 +55,8 @@ class _Consumer(APIConsumer):  # type: ignore[misc]
     def _send(cls, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", cls.timeout)
         response = cls.session.request(method, f"http://{cls.host}:{cls.port}{url}", **kwargs)
-        return validate_response(response)  # type: ignore[no-any-return]
+        checked: requests.Response = validate_response(response)
+        return checked
 
     @classmethod
     def get(cls, url: str, params: Any = None, **kwargs: Any) -> requests.Response:
@@ -93,12 +95,13 @@ class ToxiproxyClient:
 
     def _call(self, what: str, method: str, path: str, expected: tuple[int, ...], **kwargs: Any) -> Any:
         """One request through the library's consumer; its body (None if empty), or ToxiproxyError."""
-        send = {"GET": self._api.get, "POST": self._api.post, "DELETE": self._api.delete}[method]
+        send: Callable[..., requests.Response] = getattr(self._api, method.lower())
         try:
             response = send(path, **kwargs)
         except (ProxyExists, NotFound, InvalidToxic) as exc:
-            detail = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else exc
-            raise ToxiproxyError(f"{what}: {type(exc).__name__}: {str(detail).strip()[:300]}") from exc
+            body = exc.args[0] if exc.args else ""  # the library's exceptions carry the answer's bytes
+            detail = body.decode(errors="replace") if isinstance(body, bytes) else str(body)
+            raise ToxiproxyError(f"{what}: {type(exc).__name__}: {detail.strip()[:300]}") from exc
         except requests.RequestException as exc:
             raise ToxiproxyError(f"{what}: {self.url} unreachable: {exc}") from exc
         if response.status_code not in expected:
@@ -151,7 +154,9 @@ class ToxiproxyClient:
             raise ToxiproxyError(f"{what}: unexpected answer {held!r}") from exc
         if not str(proxy.listen).endswith(f":{listen_port}"):
             raise ToxiproxyError(f"{what}: listens on {proxy.listen}, expected port {listen_port}")
-        return ProxyState(name=proxy.name, listen=proxy.listen, upstream=proxy.upstream, enabled=proxy.enabled)
+        return ProxyState(
+            name=proxy.name, listen=proxy.listen, upstream=proxy.upstream, enabled=proxy.enabled
+        )
 
     def set_enabled(self, proxy: str, enabled: bool) -> None:
         """Disabled: the listener is closed and every open connection dropped (a whole outage)."""
@@ -191,7 +196,9 @@ class ToxiproxyClient:
         except (KeyError, TypeError) as exc:
             raise ToxiproxyError(f"{what}: unexpected answer {held!r}") from exc
         differing = {
-            k: (v, toxic.attributes.get(k)) for k, v in wanted.attributes.items() if toxic.attributes.get(k) != v
+            k: (v, toxic.attributes.get(k))
+            for k, v in wanted.attributes.items()
+            if toxic.attributes.get(k) != v
         }
         if toxic.name != wanted.toxic_name or differing or toxic.stream != wanted.stream:
             raise ToxiproxyError(f"{what}: the server holds {held!r} (wanted vs held: {differing})")

@@ -4,8 +4,8 @@ scenario = load_scenario("toxics/primary-cut.yml")   # ScenarioError names file,
 plan = plan_timeline(scenario)                       # every fault with its target and times
 """
 
-from lab.scenario.checks import ScenarioIssues
 from lab.durations import Duration, format_duration, parse_duration
+from lab.scenario.checks import ScenarioIssues
 from lab.scenario.loader import Problem, ScenarioError, load_scenario, parse_scenario
 from lab.scenario.models import (
     FaultEntry,

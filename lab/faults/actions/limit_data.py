@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from lab.faults.actions.base import ToxicAction, register
+from lab.faults.toxics import Attribute
 
 
 @register
@@ -12,4 +13,4 @@ class LimitDataAction(ToxicAction):
     """Close each connection after `bytes` bytes."""
 
     type: Literal["limit_data"] = "limit_data"
-    bytes: int
+    bytes: Attribute

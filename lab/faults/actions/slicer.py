@@ -6,6 +6,7 @@ from typing import Literal
 
 from lab.durations import Duration
 from lab.faults.actions.base import ToxicAction, register
+from lab.faults.toxics import Attribute
 
 
 @register
@@ -14,6 +15,6 @@ class SlicerAction(ToxicAction):
     slicer needs 1 <= size_variation < average_size; lab.faults.toxics checks it)."""
 
     type: Literal["slicer"] = "slicer"
-    average_size: int
-    size_variation: int
+    average_size: Attribute
+    size_variation: Attribute
     delay: Duration = 0.0
