@@ -43,10 +43,10 @@ def toxic_name(label: str) -> str:
     return _NAME.sub("_", label)[:64]
 
 
-Problem = tuple[tuple[str | int, ...], str, Any]  # where, what is wrong, the value
+FieldProblem = tuple[tuple[str | int, ...], str, Any]  # where, what is wrong, the value
 
 
-def invalid(title: str, *problems: Problem) -> ValidationError:
+def invalid(title: str, *problems: FieldProblem) -> ValidationError:
     """A validation error at each problem's location (raised inside a validator, pydantic places each
     under the field being validated, so the scenario loader names the field)."""
     return ValidationError.from_exception_data(

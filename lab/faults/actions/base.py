@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from lab.faults.toxics import ATTRIBUTES, INT64_MAX, Problem, Stream, Toxic, invalid, toxic_name
+from lab.faults.toxics import ATTRIBUTES, INT64_MAX, FieldProblem, Stream, Toxic, invalid, toxic_name
 
 if TYPE_CHECKING:
     from lab.faults.injector import FaultInjector
@@ -105,7 +105,7 @@ class ToxicAction(Action):
     def _located(self, exc: ValidationError) -> ValidationError:
         """The toxic's errors at this action's fields, with Toxiproxy's unit named."""
         units = ATTRIBUTES.get(self.toxic_type(), {})
-        problems: list[Problem] = []
+        problems: list[FieldProblem] = []
         for error in exc.errors(include_url=False):
             message = error["msg"]
             unit = units.get(str(error["loc"][-1])) if error["loc"] else None
