@@ -104,13 +104,11 @@ class ToxiproxyClient:
             raise ToxiproxyError(f"{what}: {type(exc).__name__}: {detail.strip()[:300]}") from exc
         except requests.RequestException as exc:
             raise ToxiproxyError(f"{what}: {self.url} unreachable: {exc}") from exc
-        if response.status_code not in expected:
+        if response.status_code not in expected:  # a 5xx passes the library's validate_response
             raise ToxiproxyError(f"{what}: HTTP {response.status_code}: {response.text.strip()[:300]}")
-        if not response.content:
-            return None
         try:
-            return response.json()
-        except ValueError:
+            return response.json() if response.content else None
+        except ValueError:  # Toxiproxy before 2.7 answers /version with bare text
             return response.text.strip()
 
     # --- server ------------------------------------------------------------------------------------
