@@ -1,11 +1,14 @@
-"""The fault API of a running lab: one method per fault, each returning a recorded, liftable `Fault`.
+"""The fault API of a running lab: `apply` does any action of `lab.faults.actions`; the primitives the
+actions are made of (a toxic, a cut, a kill, a behaviour switch, ...) are methods too. Each returns a
+recorded, liftable `Fault`.
 
 Targets are names: a provider id (`"p1"`), or for toxics also a proxy name (`"p1_http"`); process
 faults also take `"gateway"` and `"toxiproxy"`. A provider has one Toxiproxy proxy per transport, and
 toxic faults apply to `transport="both"` unless told otherwise.
 
-    fault = lab.faults.latency("p1", 200, jitter=20)   # responses from p1 delayed 200±20 ms
-    with lab.faults.cut("p2"):                          # p2 unreachable inside the block
+    fault = lab.faults.apply(LatencyAction(latency="200ms", jitter="20ms"), "p1")
+    fault = lab.faults.apply({"type": "latency", "latency": "200ms"}, "p1")   # the same, as in a scenario
+    with lab.faults.cut("p2"):                                                # p2 unreachable in the block
         ...
     fault.lift()
 """
@@ -13,27 +16,17 @@ toxic faults apply to `transport="both"` unless told otherwise.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 from lab.faults import process
+from lab.faults.actions import Action, Transport, parse_action
 from lab.faults.control import ControlClient
 from lab.faults.journal import Fault, FaultJournal
 from lab.faults.process import ContainerTarget
-from lab.faults.proxies import ToxiproxyClient
-from lab.faults.toxics import (
-    TOXIC_TYPES,
-    Bandwidth,
-    Latency,
-    LimitData,
-    ResetPeer,
-    Slicer,
-    SlowClose,
-    Stream,
-    Timeout,
-    Toxic,
-)
+from lab.faults.toxics import Toxic
+from lab.faults.toxiproxy import ToxiproxyClient
 
-Transport = Literal["http", "ws", "both"]
+__all__ = ["FaultInjector", "Transport", "UnknownTarget"]
 
 
 class UnknownTarget(KeyError):
@@ -67,11 +60,19 @@ class FaultInjector:
         self._chain = chain
         self._memory_total = memory_total
 
+    @property
+    def containers(self) -> Mapping[str, ContainerTarget]:
+        """The lab's containers by target name (a provider id, `gateway`, `toxiproxy`)."""
+        return self._containers
+
     # --- targets -----------------------------------------------------------------------------------
     def proxy_names(self, target: str, transport: Transport = "both") -> list[str]:
         if target in self._proxies:
             by_transport = self._proxies[target]
-            return list(by_transport.values()) if transport == "both" else [by_transport[transport]]
+            names = list(by_transport.values()) if transport == "both" else [by_transport.get(transport, "")]
+            if not names or not all(names):
+                raise UnknownTarget(f"{target} has no {transport} proxy")
+            return names
         if any(target in names.values() for names in self._proxies.values()):
             return [target]
         raise UnknownTarget(f"no provider or proxy named {target!r} (providers: {sorted(self._proxies)})")
@@ -91,6 +92,12 @@ class FaultInjector:
             raise UnknownTarget(
                 f"no provider {provider!r} (providers: {sorted(self._control_urls)})"
             ) from None
+
+    # --- actions -----------------------------------------------------------------------------------
+    def apply(self, action: Action | Mapping[str, Any], target: str, *, name: str | None = None) -> Fault:
+        """Do an action (or its mapping, validated as a scenario's) to `target`; `name` labels the fault
+        (and names its toxic, so two toxics of one type can coexist)."""
+        return parse_action(action).apply(self, target, name=name)
 
     # --- toxics ------------------------------------------------------------------------------------
     def toxic(
@@ -112,7 +119,7 @@ class FaultInjector:
             for proxy in proxies:
                 self.toxiproxy.remove_toxic(proxy, toxic.toxic_name)
 
-        params = {**toxic.model_dump(exclude={"name"}), "toxic": toxic.toxic_name, "proxies": proxies}
+        params = {**toxic.params(), "toxic": toxic.toxic_name, "proxies": proxies}
         return self.journal.record(toxic.type, target, params, remove, name=name)
 
     def update_toxic(self, fault: Fault, **changes: Any) -> Fault:
@@ -120,117 +127,13 @@ class FaultInjector:
         if not fault.active:
             raise ValueError(f"fault {fault.fault_id} has been lifted")
         toxic = _toxic_of(fault)
-        updated = type(toxic).model_validate({**toxic.model_dump(), **changes, "name": toxic.toxic_name})
+        updated = Toxic.model_validate({**toxic.params(), **changes, "name": toxic.toxic_name})
         for proxy in fault.params["proxies"]:
             self.toxiproxy.update_toxic(proxy, updated)
         inverse, fault._inverse = fault._inverse, None  # the toxic stays: the new fault removes it
         fault.lift()
-        params = {
-            **updated.model_dump(exclude={"name"}),
-            "toxic": updated.toxic_name,
-            "proxies": fault.params["proxies"],
-        }
+        params = {**updated.params(), "toxic": updated.toxic_name, "proxies": fault.params["proxies"]}
         return self.journal.record(updated.type, fault.target, params, inverse, name=fault.name)
-
-    def latency(
-        self,
-        target: str,
-        latency_ms: int,
-        *,
-        jitter_ms: int = 0,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = Latency(latency=latency_ms, jitter=jitter_ms, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def bandwidth(
-        self,
-        target: str,
-        rate_kbps: int,
-        *,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = Bandwidth(rate=rate_kbps, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def slow_close(
-        self,
-        target: str,
-        delay_ms: int,
-        *,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = SlowClose(delay=delay_ms, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def timeout(
-        self,
-        target: str,
-        timeout_ms: int = 0,
-        *,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = Timeout(timeout=timeout_ms, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def reset_peer(
-        self,
-        target: str,
-        timeout_ms: int = 0,
-        *,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = ResetPeer(timeout=timeout_ms, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def slicer(
-        self,
-        target: str,
-        average_size: int,
-        size_variation: int,
-        *,
-        delay_us: int = 0,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = Slicer(
-            average_size=average_size,
-            size_variation=size_variation,
-            delay=delay_us,
-            stream=stream,
-            toxicity=toxicity,
-        )
-        return self.toxic(target, toxic, transport=transport, name=name)
-
-    def limit_data(
-        self,
-        target: str,
-        limit_bytes: int,
-        *,
-        stream: Stream = "downstream",
-        toxicity: float = 1.0,
-        transport: Transport = "both",
-        name: str | None = None,
-    ) -> Fault:
-        toxic = LimitData(bytes=limit_bytes, stream=stream, toxicity=toxicity)
-        return self.toxic(target, toxic, transport=transport, name=name)
 
     # --- whole proxies -----------------------------------------------------------------------------
     def cut(self, target: str, *, transport: Transport = "both", name: str | None = None) -> Fault:
@@ -290,6 +193,8 @@ class FaultInjector:
     def open_breaker(self, provider: str, *, name: str | None = None) -> Fault:
         """Force the gateway's circuit breaker for the provider open; lifting resets it."""
         self._control_url(provider)  # an unknown provider is an error here, not a 4xx from the gateway
+        if not self._gateway_url:
+            raise UnknownTarget("no gateway admin URL known to open its breakers")
         self.control.open_breaker(self._gateway_url, self._chain, provider)
         return self.journal.record(
             "open_breaker",
@@ -304,8 +209,7 @@ class FaultInjector:
 
 
 def _toxic_of(fault: Fault) -> Toxic:
-    cls = TOXIC_TYPES.get(fault.action)
-    if cls is None:
+    if "toxic" not in fault.params or "proxies" not in fault.params:
         raise ValueError(f"fault {fault.fault_id} ({fault.action}) is not a toxic")
-    fields = {k: v for k, v in fault.params.items() if k in cls.model_fields}
-    return cls.model_validate({**fields, "name": fault.params["toxic"]})
+    recorded = {k: v for k, v in fault.params.items() if k not in ("toxic", "proxies")}
+    return Toxic.model_validate({**recorded, "name": fault.params["toxic"]})

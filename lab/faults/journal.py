@@ -1,8 +1,10 @@
 """Faults as records: what was done to what, when, and how to undo it.
 
 Every fault call returns a `Fault`; `lift()` runs its inverse once. The `FaultJournal` keeps every fault
-of a lab and tells its listeners (the nemesis writing `faults.jsonl`, a test log) about each start and
-end, as the rows of the run record: `{"event", "fault_id", "name", "action", "target", "ts", "params"}`.
+of a lab and tells its listeners (the web UI writing `faults.jsonl`, a test log) about each start and
+end. `fault_event` builds the rows of the run record's `faults.jsonl`, for the journal, the nemesis and
+the web UI alike: `{"event", "fault_id", "name", "action", "target", "ts", "params"}` and, when known,
+`offset_s` (from the start of the load), `source` (who applied it), `error` and `reason`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,35 @@ from typing import Any
 
 FaultEvent = dict[str, Any]
 Listener = Callable[[FaultEvent], None]
+
+
+def fault_event(
+    event: str,
+    *,
+    fault_id: str,
+    name: str,
+    action: str,
+    target: str,
+    ts: float | None,
+    params: dict[str, Any],
+    offset_s: float | None = None,
+    source: str | None = None,
+    error: str | None = None,
+    reason: str | None = None,
+) -> FaultEvent:
+    """One row of faults.jsonl. `event` is `start`, `end`, or `failed` (an application that raised:
+    no start/end pair, `error` says why); an `end` may carry the lift's `error` or a `reason`."""
+    row: FaultEvent = {
+        "event": event,
+        "fault_id": fault_id,
+        "name": name,
+        "action": action,
+        "target": target,
+        "ts": ts,
+        "params": params,
+    }
+    optional = {"offset_s": offset_s, "source": source, "error": error, "reason": reason}
+    return row | {key: value for key, value in optional.items() if value is not None}
 
 
 @dataclass(eq=False)
@@ -33,6 +64,7 @@ class Fault:
     _inverse: Callable[[], None] | None = field(default=None, repr=False)
     _journal: FaultJournal | None = field(default=None, repr=False)
     _clock: Callable[[], float] = field(default=time.time, repr=False)
+    _source: str | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -52,16 +84,16 @@ class Fault:
         return self
 
     def event(self, kind: str) -> FaultEvent:
-        ts = self.started_at if kind == "start" else self.ended_at
-        return {
-            "event": kind,
-            "fault_id": self.fault_id,
-            "name": self.name,
-            "action": self.action,
-            "target": self.target,
-            "ts": ts,
-            "params": self.params,
-        }
+        return fault_event(
+            kind,
+            fault_id=self.fault_id,
+            name=self.name,
+            action=self.action,
+            target=self.target,
+            ts=self.started_at if kind == "start" else self.ended_at,
+            params=self.params,
+            source=self._source,
+        )
 
     def __enter__(self) -> Fault:
         return self
@@ -71,10 +103,15 @@ class Fault:
 
 
 class FaultJournal:
-    """Every fault of one lab, in order, with listeners for start/end events."""
+    """Every fault of one lab, in order, with listeners for start/end events. Fault ids are
+    `<id_prefix><n>`; `source`, when given, is written into every event (e.g. "webui")."""
 
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.time, *, id_prefix: str = "f", source: str | None = None
+    ) -> None:
         self._clock = clock
+        self._id_prefix = id_prefix
+        self._source = source
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
@@ -104,7 +141,7 @@ class FaultJournal:
         now = self._clock()
         with self._lock:
             fault = Fault(
-                fault_id=f"f{next(self._ids)}",
+                fault_id=f"{self._id_prefix}{next(self._ids)}",
                 name=name or action,
                 action=action,
                 target=target,
@@ -113,6 +150,7 @@ class FaultJournal:
                 _inverse=inverse,
                 _journal=self,
                 _clock=self._clock,
+                _source=self._source,
             )
             self._faults.append(fault)
         self.emit(fault.event("start"))

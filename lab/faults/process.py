@@ -11,8 +11,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from docker.utils import parse_bytes
-
 Inverse = Callable[[], None]
 
 
@@ -74,6 +72,8 @@ def squeeze_memory(target: ContainerTarget, limit: int | str, *, unlimited: int)
     and memory+swap together first (cgroup v1 wants memory <= memory+swap at every step), then puts
     memory+swap back to unlimited (-1) if it was.
     """
+    from docker.utils import parse_bytes  # the Docker SDK only when a fault needs it
+
     target.container.reload()
     host_config = target.container.attrs.get("HostConfig", {})
     before_memory = int(host_config.get("Memory") or 0)

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import orjson
 from pydantic import ValidationError
 
-from lab.scenario.durations import parse_duration
+from lab.durations import parse_duration
 from lab.scenario.models import LoadSpec
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from lab.scenario.durations import format_duration
+from lab.durations import format_duration
 
 WINDOW_S = 10.0
 

@@ -33,7 +33,7 @@ from lab.scenario.topology import ScenarioTopologyError, to_topology_spec
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from lab.nemesis import Nemesis
+    from lab.faults.nemesis import Nemesis
     from lab.topology import Lab, TopologySpec
 
 LOAD_START_TIMEOUT_S = 90.0
@@ -150,7 +150,7 @@ class Run:
             )
 
     def under_load(self, lab: Lab) -> None:
-        from lab.nemesis import InjectorTarget, MonotonicClock, Nemesis
+        from lab.faults.nemesis import MonotonicClock, Nemesis
         from lab.run.live import LiveView, RecordTail, snapshot
         from lab.run.observers import GatewayEventsRecorder, MetricsPoller, Poller, ProviderStatsPoller
         from lab.topology.cleanup import TerminationGuard
@@ -178,7 +178,7 @@ class Run:
             load_started = locust.wait_started(LOAD_START_TIMEOUT_S)
             self.save(started=load_started)
             clock = MonotonicClock(time.monotonic() - (time.time() - load_started))
-            nemesis = Nemesis(self.prepared.plan, InjectorTarget(lab.faults), faults_log.append, clock=clock)
+            nemesis = Nemesis(self.prepared.plan, lab.faults, faults_log.append, clock=clock)
             nemesis.start()
             tail = RecordTail(self.run_dir.path)
             running = nemesis

@@ -5,12 +5,10 @@ plan = plan_timeline(scenario)                       # every fault with its targ
 spec = lab.scenario.topology.to_topology_spec(scenario, None, "toxics/primary-cut.yml")  # for `Lab`
 """
 
+from lab.durations import Duration, format_duration, parse_duration
 from lab.scenario.checks import ScenarioIssues
-from lab.scenario.durations import Duration, format_duration, parse_duration
 from lab.scenario.loader import Problem, ScenarioError, load_scenario, parse_scenario
 from lab.scenario.models import (
-    ACTION_TYPES,
-    Action,
     FaultEntry,
     LoadSpec,
     Scenario,
@@ -22,8 +20,6 @@ from lab.scenario.slos import SLOSpec
 from lab.scenario.timeline import Plan, PlanError, PlannedFault, SkippedFault, plan_timeline
 
 __all__ = [
-    "ACTION_TYPES",
-    "Action",
     "Duration",
     "FaultEntry",
     "LoadSpec",

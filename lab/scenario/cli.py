@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from lab.cli import EXIT_BAD_INPUT
-from lab.scenario.durations import format_duration, parse_duration
+from lab.durations import format_duration, parse_duration
 from lab.scenario.loader import ScenarioError, load_scenario, with_overrides
 from lab.scenario.schema import DEFAULT_PATH, schema_text
 from lab.scenario.timeline import plan_timeline

@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from lab.scenario.checks import ScenarioIssues, reference_issues
-from lab.scenario.durations import format_duration
+from lab.durations import format_duration
 from lab.scenario.models import Scenario
 
 

@@ -12,7 +12,7 @@ running lab's `lab.topology.TopologySpec`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,12 +20,12 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
-    ValidationError,
     model_validator,
 )
 
+from lab.durations import Duration
+from lab.faults.actions import AnyAction, any_action, on_change
 from lab.provider.specs import Behavior, Healthy
-from lab.scenario.durations import Duration
 from lab.scenario.slos import SLOSpec
 
 Id = Annotated[
@@ -201,300 +201,7 @@ class LoadSpec(StrictModel):
         return self
 
 
-# --- fault actions ------------------------------------------------------------------------------------
-
-Transport = Literal["http", "ws", "both"]
-
-
-class Action(StrictModel):
-    """What a timeline entry does. Class attributes say how the nemesis treats it."""
-
-    targets: ClassVar[frozenset[str]] = frozenset({"provider"})  # "provider" and/or "gateway"
-    takes_down: ClassVar[bool] = False  # the target is unreachable while active (counts for min_live)
-    instant: ClassVar[bool] = False  # done at once, nothing to lift (no duration)
-
-    type: str
-
-    def params(self) -> dict[str, Any]:
-        """The action's settings as recorded in faults.jsonl."""
-        return self.model_dump(mode="json", exclude={"type"})
-
-
-class ToxicAction(Action):
-    """A Toxiproxy toxic on the provider's proxies. `toxicity` is rolled once per connection (and
-    direction), not per request: with keep-alive, 0.3 hits about 30 % of connections and every request
-    on them. For a per-request error rate, switch the provider's behaviour instead."""
-
-    stream: Literal["upstream", "downstream"] = "downstream"
-    toxicity: Probability = 1.0
-    transport: Transport = "both"
-
-    def toxic_attributes(self) -> dict[str, int]:
-        """Toxiproxy's attributes in its own units (ms, KB/s, bytes, µs)."""
-        raise NotImplementedError
-
-    def toxic_type(self) -> str:
-        return self.type
-
-    def to_toxic(self) -> dict[str, Any]:
-        """The toxic in Toxiproxy's REST form (`lab.faults.parse_toxic` accepts it)."""
-        return {
-            "type": self.toxic_type(),
-            "stream": self.stream,
-            "toxicity": self.toxicity,
-            "attributes": self.toxic_attributes(),
-        }
-
-
-def _ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-class LatencyAction(ToxicAction):
-    """Delay each chunk by `latency` ± `jitter`."""
-
-    type: Literal["latency"]
-    latency: Duration
-    jitter: Duration = 0.0
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"latency": _ms(self.latency), "jitter": _ms(self.jitter)}
-
-
-class BandwidthAction(ToxicAction):
-    """Limit the rate to `rate` KB/s (0 stalls every connection while keeping it open)."""
-
-    type: Literal["bandwidth"]
-    rate: NonNegativeInt
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"rate": self.rate}
-
-
-class TimeoutAction(ToxicAction):
-    """Drop all data and close the connection after `timeout` (0: keep it open, silent)."""
-
-    type: Literal["timeout"]
-    timeout: Duration = 0.0
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"timeout": _ms(self.timeout)}
-
-
-class ResetPeerAction(ToxicAction):
-    """On the first data, wait `timeout`, then reset the connection (TCP RST)."""
-
-    type: Literal["reset_peer"]
-    timeout: Duration = 0.0
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"timeout": _ms(self.timeout)}
-
-
-class SlowCloseAction(ToxicAction):
-    type: Literal["slow_close"]
-    delay: Duration
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"delay": _ms(self.delay)}
-
-
-class SlicerAction(ToxicAction):
-    """Split data into writes of `average_size` ± `size_variation` bytes, `delay` apart."""
-
-    type: Literal["slicer"]
-    average_size: PositiveInt
-    size_variation: PositiveInt  # Toxiproxy's Go slicer panics on 0 or on >= average_size
-    delay: Duration = 0.0
-
-    @model_validator(mode="after")
-    def _variation_below_size(self) -> SlicerAction:
-        if self.size_variation >= self.average_size:
-            raise ValueError("size_variation must be smaller than average_size")
-        return self
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {
-            "average_size": self.average_size,
-            "size_variation": self.size_variation,
-            "delay": round(self.delay * 1_000_000),
-        }
-
-
-class LimitDataAction(ToxicAction):
-    """Close each connection after `bytes` bytes."""
-
-    type: Literal["limit_data"]
-    bytes: NonNegativeInt
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {"bytes": self.bytes}
-
-
-class GenericToxicAction(ToxicAction):
-    """Any Toxiproxy toxic type with its attributes in Toxiproxy's own units (ms, KB/s, bytes, µs)."""
-
-    type: Literal["toxic"]
-    toxic: Annotated[str, Field(min_length=1)]
-    attributes: dict[str, int | float] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _known_toxic(self) -> GenericToxicAction:
-        # Checked here, not when the nemesis applies it mid-run: Toxiproxy refuses unknown types and
-        # attributes. lab.faults' typed toxics are the one list of types and attributes.
-        from lab.faults.toxics import TOXIC_TYPES
-
-        if self.toxic == "noop":  # Toxiproxy's toxic that does nothing (no attributes)
-            if self.attributes:
-                raise ValueError("the noop toxic takes no attributes")
-            return self
-        model = TOXIC_TYPES.get(self.toxic)
-        if model is None:
-            known = ", ".join([*TOXIC_TYPES, "noop"])
-            raise ValueError(f"unknown toxic {self.toxic!r}; expected one of: {known}")
-        known = set(model.model_fields) - set(model._common)
-        unknown = sorted(set(self.attributes) - known)
-        if unknown:
-            raise ValueError(
-                f"unknown attribute(s) {', '.join(unknown)} of toxic {self.toxic!r}; "
-                f"expected: {', '.join(sorted(known))}"
-            )
-        try:
-            model.model_validate(self.toxic_attributes())  # ranges (no negative latency, ...)
-        except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
-            where = ".".join(map(str, error["loc"]))
-            raise ValueError(f"attributes.{where}: {error['msg']}" if where else error["msg"]) from None
-        return self
-
-    def toxic_type(self) -> str:
-        return self.toxic
-
-    def toxic_attributes(self) -> dict[str, int]:
-        return {k: int(v) for k, v in self.attributes.items()}
-
-
-class ContainerAction(Action):
-    """An action on a container: a provider's or the gateway's."""
-
-    targets: ClassVar[frozenset[str]] = frozenset({"provider", "gateway"})
-
-
-class CutAction(Action):
-    """Disable the provider's proxies: listeners closed, open connections dropped."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["cut"]
-    transport: Transport = "both"
-
-
-class KillAction(ContainerAction):
-    """Kill the container (lifted by starting it again)."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["kill"]
-    signal: str = "SIGKILL"
-
-
-class StopAction(ContainerAction):
-    """Stop the container gracefully (SIGTERM, SIGKILL after `timeout`); lifted by starting it."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["stop"]
-    timeout: Duration = 10.0
-
-
-class PauseAction(ContainerAction):
-    """Freeze the container's processes: connections stay open and nothing answers."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["pause"]
-
-
-class RestartAction(ContainerAction):
-    """Restart the container (instant: no duration)."""
-
-    instant: ClassVar[bool] = True
-    type: Literal["restart"]
-    timeout: Duration = 10.0
-
-
-class PartitionAction(ContainerAction):
-    """Disconnect the container from the lab's network (lifted by reconnecting it with its aliases)."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["partition"]
-
-
-class MemoryAction(ContainerAction):
-    """Squeeze the container's memory limit to `limit_mb` (Lasso's memory_pressure, from outside)."""
-
-    type: Literal["memory"]
-    limit_mb: Annotated[int, Field(ge=6)]
-
-
-class BehaviorAction(Action):
-    """Switch the mock provider's behaviour (lifted by restoring the one it had)."""
-
-    type: Literal["behavior"]
-    behavior: Behavior
-
-    def params(self) -> dict[str, Any]:
-        return {"behavior": self.behavior.model_dump(mode="json", exclude_none=True)}
-
-
-class BreakerOpenAction(Action):
-    """Force the gateway's circuit breaker for the provider open (lifted by resetting it)."""
-
-    type: Literal["breaker_open"]
-
-
-class FlapAction(ContainerAction):
-    """Take the target down for `down` every `interval`, for the entry's duration (Lasso's
-    provider_flapping(provider, flap_interval, flap_duration, total_duration))."""
-
-    takes_down: ClassVar[bool] = True
-    type: Literal["flap"]
-    interval: PositiveDuration
-    down: PositiveDuration
-    mode: Literal["cut", "kill", "stop", "pause"] = "cut"
-
-    @model_validator(mode="after")
-    def _down_shorter(self) -> FlapAction:
-        if self.down >= self.interval:
-            raise ValueError("down must be shorter than interval")
-        return self
-
-    def down_action(self) -> Action:
-        """The primitive action each down window applies."""
-        return ACTION_TYPES[self.mode].model_validate({"type": self.mode})
-
-
-AnyAction = Annotated[
-    LatencyAction
-    | BandwidthAction
-    | TimeoutAction
-    | ResetPeerAction
-    | SlowCloseAction
-    | SlicerAction
-    | LimitDataAction
-    | GenericToxicAction
-    | CutAction
-    | KillAction
-    | StopAction
-    | PauseAction
-    | RestartAction
-    | PartitionAction
-    | MemoryAction
-    | BehaviorAction
-    | BreakerOpenAction
-    | FlapAction,
-    Field(discriminator="type"),
-]
-ACTION_TYPES: dict[str, type[Action]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls  # type: ignore[union-attr]
-    for cls in AnyAction.__origin__.__args__  # type: ignore[attr-defined]
-}
+# --- fault actions: lab.faults.actions (one module per action, one registry) ------------------------
 
 
 # --- the timeline -------------------------------------------------------------------------------------
@@ -595,3 +302,14 @@ class Scenario(StrictModel):
         if seed is not None:
             data["seed"] = seed
         return Scenario.model_validate(data)
+
+
+def _take_registered_actions() -> None:
+    """An action registered after this module was built (a plugin, a test) becomes a valid
+    FaultEntry.action: the union is built again from the registry, and the models that hold it."""
+    FaultEntry.model_fields["action"].annotation = any_action()
+    FaultEntry.model_rebuild(force=True)
+    Scenario.model_rebuild(force=True)
+
+
+on_change(_take_registered_actions)

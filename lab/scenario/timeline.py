@@ -14,8 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from lab.scenario.durations import format_duration
-from lab.scenario.models import ALL, RANDOM, Action, FaultEntry, FlapAction
+from lab.durations import format_duration
+from lab.faults.actions import Action, FlapAction
+from lab.scenario.models import ALL, RANDOM, FaultEntry
 
 if TYPE_CHECKING:
     from lab.scenario.models import Scenario

@@ -1,7 +1,8 @@
 """The Faults tab of Locust's web UI: a page of the lab's own (Locust's extended tabs render tables
-only) with forms for toxics, cut/restore, kill/restart and behaviour switches per provider, served by
-Locust's Flask app and driving `FaultAPI` server-side. Locust's own UI gets a "Faults" tab listing what
-is active, pointing to the page at /lab/faults.
+only) with a form per target for every action of `lab.faults.actions` (the page draws the forms from
+`/lab/faults/api/actions`, the registry's JSON Schemas), served by Locust's Flask app and driving
+`FaultAPI` server-side. Locust's own UI gets a "Faults" tab listing what is active, pointing to the page
+at /lab/faults.
 """
 
 from __future__ import annotations
@@ -43,6 +44,11 @@ def install_faults_tab(web_ui: Any, *, run_dir: Path | None = None, api: FaultAP
     @guard
     def lab_faults_state() -> Any:
         return jsonify(api.state())
+
+    @app.route(f"{PAGE_PATH}/api/actions")
+    @guard
+    def lab_faults_actions() -> Any:
+        return jsonify(api.actions())
 
     @app.route(f"{PAGE_PATH}/api/apply", methods=["POST"])
     @guard

@@ -1,6 +1,6 @@
-"""The fault API behind the web UI's Faults tab: toxics, cut/restore, container kill/restart and
-behaviour switches, called server-side (Toxiproxy refuses browsers with 403), each recorded in the
-run's `faults.jsonl` with `source: "webui"`.
+"""The fault API behind the web UI's Faults tab: the lab's own `FaultInjector` applying the actions of
+`lab.faults.actions`, validated as a scenario's are, each fault recorded in the run's `faults.jsonl`
+(by the journal, with `source: "webui"`). Called server-side (Toxiproxy refuses browsers with 403).
 
 Configured by environment variables, so the same code serves `lab run` and the compose lab's Locust
 container (which reaches Toxiproxy and the providers by their network aliases):
@@ -8,11 +8,13 @@ container (which reaches Toxiproxy and the providers by their network aliases):
     LAB_TOXIPROXY_URL  Toxiproxy's API, e.g. http://toxiproxy:8474
     LAB_PROVIDERS      "id=http_proxy,ws_proxy,control_url;..." or a JSON list of
                        {"id", "proxies": {"http", "ws"}, "control_url", "container"}
-    LAB_CONTAINERS     "id=container;gateway=container" (enables kill/restart through Docker): a
-                       container name or id, or a service of the compose project this process runs in
+    LAB_CONTAINERS     "id=container;gateway=container" (enables kill/pause/restart, ... through Docker):
+                       a container name or id, or a service of the compose project this process runs in
+    LAB_GATEWAY_URL    the gateway's admin API (enables breaker_open), e.g. http://gateway:8545
+    LAB_CHAIN          the chain whose breakers are opened (default ethereum)
     LAB_RUN_DIR        where faults.jsonl goes (unset: not recorded)
 
-Only `requests` is used (Locust depends on it); the Docker SDK is imported on first use, after Locust.
+The Docker SDK is imported on first use of a container, after Locust's monkey-patching.
 """
 
 from __future__ import annotations
@@ -23,20 +25,27 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import orjson
-import requests
+import yaml
+from pydantic import ValidationError
 
-TOXIC_TYPES = ("latency", "bandwidth", "timeout", "reset_peer", "slow_close", "slicer", "limit_data")
-CONTAINER_ACTIONS = ("kill", "stop", "pause", "restart")
+from lab.faults.actions import ACTIONS, Action, ContainerAction, describe_actions, parse_action
+from lab.faults.control import ControlClient
+from lab.faults.injector import FaultInjector, UnknownTarget
+from lab.faults.journal import Fault, FaultEvent, FaultJournal
+from lab.faults.process import ContainerTarget
+from lab.faults.toxiproxy import ToxiproxyClient
+
+SOURCE = "webui"
 
 
 class FaultRequestError(ValueError):
-    """A request the fault API cannot honour (unknown provider, bad attributes); HTTP 400."""
+    """A request the fault API cannot honour (unknown provider, bad fields); HTTP 400."""
 
 
 @dataclass(frozen=True)
@@ -76,14 +85,44 @@ def providers_from_env(env: Mapping[str, str] = os.environ) -> list[ProviderConf
     return providers
 
 
-@dataclass
-class ActiveFault:
-    fault_id: str
-    action: str
-    target: str
-    params: dict[str, Any]
-    started: float
-    lift: Callable[[], None]
+class DockerContainers(Mapping[str, ContainerTarget]):
+    """Target -> the container of that name (or compose service), looked up through Docker when a fault
+    needs it; the Docker client is made on first use."""
+
+    def __init__(self, names: Mapping[str, str], client: Any = None) -> None:
+        self.names = dict(names)
+        self._client = client
+        self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                import docker  # after Locust's monkey-patching, as it must be
+
+                self._client = docker.from_env()
+            return self._client
+
+    def __getitem__(self, target: str) -> ContainerTarget:
+        container = find_container(self.client(), self.names[target])
+        network, aliases = _network_of(self.client(), container)
+        return ContainerTarget(target, container, network, aliases)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def memory_total(self) -> int:
+        return int(self.client().info()["MemTotal"])
+
+
+def _network_of(client: Any, container: Any) -> tuple[Any, list[str]]:
+    """The container's (first) network and its aliases there, for a partition."""
+    networks = (getattr(container, "attrs", None) or {}).get("NetworkSettings", {}).get("Networks") or {}
+    for name, settings in networks.items():
+        return client.networks.get(name), list((settings or {}).get("Aliases") or [])
+    return None, []
 
 
 class FaultAPI:
@@ -92,24 +131,19 @@ class FaultAPI:
     def __init__(
         self,
         *,
-        toxiproxy_url: str | None,
+        injector: FaultInjector,
         providers: list[ProviderConfig],
-        containers: Mapping[str, str] | None = None,
-        record: Callable[[dict[str, Any]], None] | None = None,
-        timeout: float = 5.0,
+        toxiproxy_url: str | None,
+        record: Callable[[FaultEvent], None] | None = None,
     ) -> None:
-        self.toxiproxy_url = toxiproxy_url.rstrip("/") if toxiproxy_url else None
+        self.injector = injector
         self.providers = {p.id: p for p in providers}
-        self.containers = {p.id: p.container for p in providers if p.container} | dict(containers or {})
+        self.toxiproxy_url = toxiproxy_url
         self.record = record or (lambda event: None)
-        self.timeout = timeout
-        self.active: dict[str, ActiveFault] = {}
-        self.history: list[dict[str, Any]] = []
-        self._ids = itertools.count(1)
+        self.history: list[FaultEvent] = []
+        self._names = itertools.count(1)
         self._lock = threading.Lock()
-        self._session = requests.Session()
-        self._session.trust_env = False
-        self._docker: Any = None
+        injector.journal.subscribe(self._recorded)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, run_dir: Path | None = None) -> FaultAPI:
@@ -119,210 +153,108 @@ class FaultAPI:
             from lab.record import EventLog
 
             record = EventLog(run_dir, "faults").append
-        return cls(
-            toxiproxy_url=env.get("LAB_TOXIPROXY_URL"),
-            providers=providers_from_env(env),
-            containers=containers_from_env(env),  # the gateway's too, not only the providers'
-            record=record,
+        providers = providers_from_env(env)
+        url = env.get("LAB_TOXIPROXY_URL") or None
+        containers = DockerContainers(
+            {p.id: p.container for p in providers if p.container} | containers_from_env(env)
         )
+        injector = FaultInjector(
+            toxiproxy=ToxiproxyClient.from_url(url or "127.0.0.1:8474", timeout=5.0),
+            proxies={p.id: p.proxies for p in providers if p.proxies and url},
+            containers=containers,
+            control=ControlClient(),
+            control_urls={
+                p.id: p.control_url.rstrip("/").removesuffix("/_lab") for p in providers if p.control_url
+            },
+            gateway_url=(env.get("LAB_GATEWAY_URL") or "").rstrip("/"),
+            chain=env.get("LAB_CHAIN") or "ethereum",
+            memory_total=containers.memory_total,
+            journal=FaultJournal(id_prefix="webui-", source=SOURCE),
+        )
+        return cls(injector=injector, providers=providers, toxiproxy_url=url, record=record)
+
+    def _recorded(self, event: FaultEvent) -> None:
+        self.history.append(event)
+        self.record(event)
 
     # --- what the page shows -------------------------------------------------------------------------
+    def actions(self) -> list[dict[str, Any]]:
+        """The actions a person can apply (from the registry), with their fields' JSON Schema."""
+        return describe_actions()
+
     def state(self) -> dict[str, Any]:
-        with self._lock:
-            active = [
-                {"fault_id": f.fault_id, "action": f.action, "target": f.target, "params": f.params,
-                 "since_s": round(time.time() - f.started, 1)}
-                for f in self.active.values()
-            ]  # fmt: skip
-            history = list(self.history[-50:])
+        now = time.time()
+        containers = set(self.injector.containers)
         return {
             "providers": [
                 {
                     "id": p.id,
                     "proxies": p.proxies,
                     "control": bool(p.control_url),
-                    "container": p.id in self.containers,
+                    "container": p.id in containers,
                 }
                 for p in self.providers.values()
             ],
-            "gateway_container": "gateway" in self.containers,
+            "gateway_container": "gateway" in containers,
             "toxiproxy": self.toxiproxy_url is not None,
-            "toxic_types": TOXIC_TYPES,
-            "active": active,
-            "history": history,
+            "active": [_active(f, now) for f in self.injector.journal.active()],
+            "history": list(self.history[-50:]),
         }
 
     # --- applying --------------------------------------------------------------------------------------
     def apply(self, target: str, action: str, params: Mapping[str, Any]) -> str:
         """Apply one fault; returns its id. FaultRequestError for a request that makes no sense."""
-        params = dict(params)
-        if action in TOXIC_TYPES or action == "toxic":
-            lift = self._toxic(target, action, params)
-        elif action == "cut":
-            lift = self._cut(target, params.get("transport", "both"))
-        elif action in CONTAINER_ACTIONS:
-            lift = self._container(target, action)
-        elif action == "behavior":
-            lift = self._behavior(target, params.get("behavior"))
-        else:
-            raise FaultRequestError(f"unknown action {action!r}")
+        parsed = self._parse({**params, "type": action})
+        kind = "gateway" if target == "gateway" else "provider"
+        if kind not in parsed.targets:
+            where = "providers, not the gateway" if kind == "gateway" else "the gateway only"
+            raise FaultRequestError(f"{parsed.type} applies to {where}")
+        if isinstance(parsed, ContainerAction) and target not in self.injector.containers:
+            raise FaultRequestError(f"no container known for {target!r} (LAB_CONTAINERS)")
         with self._lock:
-            fault_id = f"webui-{next(self._ids)}"
-            fault = ActiveFault(fault_id, action, target, params, time.time(), lift)
-            self._emit("start", fault, fault.started)
-            if action == "restart":
-                self._emit("end", fault, time.time())
-            else:
-                self.active[fault_id] = fault
-        return fault_id
+            name = f"{SOURCE}-{next(self._names)}"
+        try:
+            fault = self.injector.apply(parsed, target, name=name)
+        except UnknownTarget as exc:
+            hint = "" if self.toxiproxy_url else " (no Toxiproxy configured: LAB_TOXIPROXY_URL)"
+            raise FaultRequestError(f"{exc}{hint}") from None
+        return fault.fault_id
+
+    def _parse(self, data: dict[str, Any]) -> Action:
+        """The action, or FaultRequestError worded as the scenario loader words a scenario's."""
+        from lab.scenario.loader import describe_errors
+
+        if data["type"] not in ACTIONS or ACTIONS[data["type"]].schedule:
+            known = ", ".join(a["type"] for a in describe_actions())
+            raise FaultRequestError(f"unknown action {data['type']!r}; expected one of: {known}")
+        try:
+            return parse_action(data)
+        except ValidationError as exc:
+            problems = describe_errors(exc, yaml.compose(orjson.dumps(data).decode(), Loader=yaml.SafeLoader))
+            raise FaultRequestError(
+                "; ".join(
+                    f"action.{p.path}: {p.message}" if p.path else f"action: {p.message}" for p in problems
+                )
+            ) from None
 
     def lift(self, fault_id: str) -> None:
-        with self._lock:
-            fault = self.active.pop(fault_id, None)
+        fault = next((f for f in self.injector.journal.active() if f.fault_id == fault_id), None)
         if fault is None:
             raise FaultRequestError(f"no active fault {fault_id!r}")
-        error = None
-        try:
-            fault.lift()
-        except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        with self._lock:
-            self._emit("end", fault, time.time(), **({"error": error} if error else {}))
-        if error:
-            raise RuntimeError(error)
+        fault.lift()  # a lift that fails raises and leaves the fault active, to be lifted again
 
     def lift_all(self) -> list[str]:
-        errors = []
-        for fault_id in reversed(list(self.active)):
-            try:
-                self.lift(fault_id)
-            except (FaultRequestError, RuntimeError) as exc:
-                errors.append(f"{fault_id}: {exc}")
-        return errors
+        return self.injector.lift_all()
 
-    def _emit(self, kind: str, fault: ActiveFault, ts: float, **extra: Any) -> None:
-        event = {
-            "event": kind, "fault_id": fault.fault_id, "name": fault.fault_id, "action": fault.action,
-            "target": fault.target, "ts": ts, "params": fault.params, "source": "webui", **extra,
-        }  # fmt: skip
-        self.history.append(event)
-        self.record(event)
 
-    # --- the primitives ----------------------------------------------------------------------------------
-    def _provider(self, target: str) -> ProviderConfig:
-        provider = self.providers.get(target)
-        if provider is None:
-            raise FaultRequestError(f"unknown provider {target!r} (known: {', '.join(self.providers)})")
-        return provider
-
-    def _proxies(self, target: str, transport: str) -> list[str]:
-        if self.toxiproxy_url is None:
-            raise FaultRequestError("no Toxiproxy configured (LAB_TOXIPROXY_URL)")
-        proxies = self._provider(target).proxies
-        names = list(proxies.values()) if transport == "both" else [proxies.get(transport, "")]
-        if not all(names) or not names:
-            raise FaultRequestError(f"{target} has no {transport} proxy")
-        return names
-
-    def _call(self, method: str, url: str, body: Any = None, expected: tuple[int, ...] = (200, 204)) -> Any:
-        response = self._session.request(method, url, json=body, timeout=self.timeout)
-        if response.status_code not in expected:
-            raise RuntimeError(f"{method} {url}: HTTP {response.status_code}: {response.text[:200]}")
-        return response.json() if response.content else None
-
-    def _toxic(self, target: str, action: str, params: dict[str, Any]) -> Callable[[], None]:
-        toxic_type = params.get("type") if action == "toxic" else action
-        attributes = params.get("attributes") or {}
-        if not isinstance(toxic_type, str) or not isinstance(attributes, dict):
-            raise FaultRequestError("a toxic needs a type and an attributes object")
-        try:
-            attributes = {str(k): int(v) for k, v in attributes.items()}
-            toxicity = float(params.get("toxicity", 1.0))
-        except (TypeError, ValueError):
-            raise FaultRequestError("toxic attributes must be integers, toxicity a number") from None
-        stream = params.get("stream", "downstream")
-        if stream not in ("upstream", "downstream") or not 0 <= toxicity <= 1:
-            raise FaultRequestError("stream must be upstream or downstream, toxicity within 0..1")
-        proxies = self._proxies(target, params.get("transport", "both"))
-        name = f"webui_{toxic_type}_{stream}_{time.time_ns() % 10**9}"
-        body = {
-            "name": name,
-            "type": toxic_type,
-            "stream": stream,
-            "toxicity": toxicity,
-            "attributes": attributes,
-        }
-        added: list[str] = []
-        try:
-            for proxy in proxies:
-                self._call("POST", f"{self.toxiproxy_url}/proxies/{proxy}/toxics", body)
-                added.append(proxy)
-        except Exception:
-            for proxy in added:
-                self._call("DELETE", f"{self.toxiproxy_url}/proxies/{proxy}/toxics/{name}")
-            raise
-
-        def remove() -> None:
-            for proxy in proxies:
-                self._call(
-                    "DELETE", f"{self.toxiproxy_url}/proxies/{proxy}/toxics/{name}", expected=(200, 204, 404)
-                )
-
-        return remove
-
-    def _cut(self, target: str, transport: str) -> Callable[[], None]:
-        proxies = self._proxies(target, transport)
-        for proxy in proxies:
-            self._call("POST", f"{self.toxiproxy_url}/proxies/{proxy}", {"enabled": False})
-
-        def restore() -> None:
-            for proxy in proxies:
-                self._call("POST", f"{self.toxiproxy_url}/proxies/{proxy}", {"enabled": True})
-
-        return restore
-
-    def _behavior(self, target: str, behavior: Any) -> Callable[[], None]:
-        url = self._provider(target).control_url
-        if url is None:
-            raise FaultRequestError(f"{target} has no control URL")
-        if isinstance(behavior, str):
-            behavior = {"type": behavior}
-        if not isinstance(behavior, dict) or not isinstance(behavior.get("type"), str):
-            raise FaultRequestError('a behaviour is an object with a "type", e.g. {"type": "always_fail"}')
-        url = f"{url.rstrip('/').removesuffix('/_lab')}/_lab/behavior"
-        before = self._call("GET", url)
-        try:
-            self._call("PUT", url, behavior)
-        except RuntimeError as exc:
-            raise FaultRequestError(str(exc)) from None
-        return lambda: self._call("PUT", url, before)
-
-    def _container(self, target: str, action: str) -> Callable[[], None]:
-        name = self.containers.get(target)
-        if name is None:
-            raise FaultRequestError(f"no container known for {target!r} (LAB_CONTAINERS)")
-        if self._docker is None:
-            import docker  # after Locust's monkey-patching, as it must be
-
-            self._docker = docker.from_env()
-        container = find_container(self._docker, name)
-        if action == "kill":
-            container.kill()
-        elif action == "stop":
-            container.stop(timeout=10)
-        elif action == "pause":
-            container.pause()
-            return container.unpause
-        else:
-            container.restart(timeout=10)
-            return lambda: None
-
-        def start() -> None:
-            container.reload()
-            if container.status != "running":
-                container.start()
-
-        return start
+def _active(fault: Fault, now: float) -> dict[str, Any]:
+    return {
+        "fault_id": fault.fault_id,
+        "action": fault.action,
+        "target": fault.target,
+        "params": fault.params,
+        "since_s": round(now - fault.started_at, 1),
+    }
 
 
 def find_container(client: Any, name: str, *, own_id: str | None = None) -> Any:

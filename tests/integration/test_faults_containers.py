@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from lab.eventually import eventually, wait_for_value
+from lab.faults.actions import LatencyAction, LimitDataAction, ResetPeerAction, TimeoutAction
 from lab.faults.control import ControlClient, ControlError
 from lab.topology import Lab
 
@@ -38,7 +39,7 @@ def test_latency_on_the_primarys_downstream_shows_through_the_gateway(
     assert set(served_by(lab_isolated, 5, **route)) == {PRIMARY}
     before = statistics.median(latencies(lab_isolated, **route))
 
-    with lab_isolated.faults.latency(PRIMARY, 200, stream="downstream"):
+    with lab_isolated.faults.apply(LatencyAction(latency="200ms", stream="downstream"), PRIMARY):
         during = latencies(lab_isolated, **route)
     after = statistics.median(latencies(lab_isolated, **route))
 
@@ -133,9 +134,12 @@ def test_forcing_a_breaker_open_is_announced_and_reset_on_lift(lab_isolated: Lab
 @pytest.mark.parametrize(
     ("apply", "expected"),
     [
-        (lambda f: f.timeout("p2", 0, transport="http"), requests.Timeout),
-        (lambda f: f.reset_peer("p2", 0, stream="upstream", transport="http"), requests.ConnectionError),
-        (lambda f: f.limit_data("p2", 10, transport="http"), requests.RequestException),
+        (lambda f: f.apply(TimeoutAction(timeout=0, transport="http"), "p2"), requests.Timeout),
+        (
+            lambda f: f.apply(ResetPeerAction(timeout=0, stream="upstream", transport="http"), "p2"),
+            requests.ConnectionError,
+        ),
+        (lambda f: f.apply(LimitDataAction(bytes=10, transport="http"), "p2"), requests.RequestException),
     ],
     ids=["timeout", "reset_peer", "limit_data"],
 )
@@ -148,7 +152,7 @@ def test_toxics_reach_the_wire(lab_isolated: Lab, apply, expected):
 
 
 def test_updating_a_toxic_changes_the_latency_in_place(lab_isolated: Lab):
-    fault = lab_isolated.faults.latency("p1", 300, transport="http")
+    fault = lab_isolated.faults.apply({"type": "latency", "latency": "300ms", "transport": "http"}, "p1")
     assert min(latencies(lab_isolated, 3, provider="p1")) >= 295
     fault = lab_isolated.faults.update_toxic(fault, latency=0)
     assert max(latencies(lab_isolated, 3, provider="p1")) < 200

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lab.faults import FaultInjector, FaultJournal, Latency, ToxiproxyError, UnknownTarget
+from lab.faults import FaultInjector, FaultJournal, Toxic, ToxiproxyError, UnknownTarget
+from lab.faults.actions import (
+    BandwidthAction,
+    LatencyAction,
+    LimitDataAction,
+    TimeoutAction,
+)
 from lab.faults.process import ContainerTarget
 
 
@@ -20,11 +26,11 @@ class FakeToxiproxy:
     def add_toxic(self, proxy: str, toxic: Any) -> dict[str, Any]:
         if proxy == self.fail_on:
             raise ToxiproxyError(f"add toxic to {proxy!r}: HTTP 500")
-        self.calls.append(("add", proxy, toxic.toxic_name, toxic.attributes()))
+        self.calls.append(("add", proxy, toxic.toxic_name, toxic.attributes))
         return toxic.to_api()
 
     def update_toxic(self, proxy: str, toxic: Any) -> dict[str, Any]:
-        self.calls.append(("update", proxy, toxic.toxic_name, toxic.attributes(), toxic.toxicity))
+        self.calls.append(("update", proxy, toxic.toxic_name, toxic.attributes, toxic.toxicity))
         return toxic.to_api()
 
     def remove_toxic(self, proxy: str, name: str) -> None:
@@ -132,7 +138,7 @@ def world() -> dict[str, Any]:
 
 def test_latency_on_both_transports_by_default_and_lift_removes_it(world):
     faults: FaultInjector = world["injector"]
-    fault = faults.latency("p1", 200, jitter_ms=20)
+    fault = faults.apply(LatencyAction(latency="200ms", jitter="20ms"), "p1")
     assert faults.toxiproxy.calls == [
         ("add", "p1_http", "latency_downstream", {"latency": 200, "jitter": 20}),
         ("add", "p1_ws", "latency_downstream", {"latency": 200, "jitter": 20}),
@@ -146,7 +152,8 @@ def test_latency_on_both_transports_by_default_and_lift_removes_it(world):
 
 def test_a_fault_records_start_and_end_events_as_the_run_record_has_them(world):
     faults: FaultInjector = world["injector"]
-    fault = faults.timeout("p2", 500, stream="upstream", transport="http", name="p2 silent")
+    action = TimeoutAction(timeout="500ms", stream="upstream", transport="http")
+    fault = faults.apply(action, "p2", name="p2 silent")
     fault.lift()
     start, end = world["events"]
     assert start == {
@@ -161,7 +168,7 @@ def test_a_fault_records_start_and_end_events_as_the_run_record_has_them(world):
             "stream": "upstream",
             "toxicity": 1.0,
             "timeout": 500,
-            "toxic": "timeout_upstream",
+            "toxic": "p2_silent",
             "proxies": ["p2_http"],
         },
     }
@@ -182,7 +189,7 @@ def test_a_toxic_is_added_to_all_proxies_or_none(world):
     faults: FaultInjector = world["injector"]
     faults.toxiproxy.fail_on = "p1_ws"
     with pytest.raises(ToxiproxyError):
-        faults.bandwidth("p1", 10)
+        faults.apply(BandwidthAction(rate=10), "p1")
     assert faults.toxiproxy.calls == [
         ("add", "p1_http", "bandwidth_downstream", {"rate": 10}),
         ("remove", "p1_http", "bandwidth_downstream"),
@@ -192,13 +199,13 @@ def test_a_toxic_is_added_to_all_proxies_or_none(world):
 
 def test_a_proxy_name_is_a_target_too(world):
     faults: FaultInjector = world["injector"]
-    faults.limit_data("p2_ws", 100)
+    faults.apply(LimitDataAction(bytes=100), "p2_ws")
     assert faults.toxiproxy.calls == [("add", "p2_ws", "limit_data_downstream", {"bytes": 100})]
 
 
 def test_update_ends_the_old_fault_and_starts_a_new_one_without_removing_the_toxic(world):
     faults: FaultInjector = world["injector"]
-    first = faults.latency("p1", 200, transport="http")
+    first = faults.apply({"type": "latency", "latency": 0.2, "transport": "http"}, "p1")
     second = faults.update_toxic(first, latency=50, toxicity=0.5)
     assert faults.toxiproxy.calls[-1] == (
         "update",
@@ -217,7 +224,7 @@ def test_update_ends_the_old_fault_and_starts_a_new_one_without_removing_the_tox
 
 def test_update_validates_the_new_values(world):
     faults: FaultInjector = world["injector"]
-    fault = faults.latency("p1", 200)
+    fault = faults.apply(LatencyAction(latency="200ms"), "p1")
     with pytest.raises(ValidationError):
         faults.update_toxic(fault, latency=-1)
     assert fault.active
@@ -226,7 +233,7 @@ def test_update_validates_the_new_values(world):
 def test_unknown_targets_are_named_in_the_error(world):
     faults: FaultInjector = world["injector"]
     with pytest.raises(UnknownTarget, match=r"no provider or proxy named 'p9'.*p1"):
-        faults.latency("p9", 1)
+        faults.apply(LatencyAction(latency=1), "p9")
     with pytest.raises(UnknownTarget, match="no container named 'p9'"):
         faults.kill("p9")
 
@@ -303,7 +310,7 @@ def test_open_breaker_lifts_with_a_reset(world):
 def test_lift_all_undoes_newest_first_and_reports_failures(world):
     faults: FaultInjector = world["injector"]
     faults.pause("p1")
-    faults.toxic("p2", Latency(latency=5, name="slow"))
+    faults.toxic("p2", Toxic(type="latency", latency=5, name="slow"))
     broken = faults.kill("gateway")
     broken._inverse = lambda: (_ for _ in ()).throw(RuntimeError("docker went away"))
     errors = faults.lift_all()
@@ -321,3 +328,19 @@ def test_unsubscribed_listeners_hear_nothing_more(world):
     unsubscribe()
     faults.cut("p2")
     assert heard == ["start", "end"]
+
+
+def test_a_mapping_is_validated_as_a_scenarios_action(world):
+    faults: FaultInjector = world["injector"]
+    with pytest.raises(ValidationError, match="latency"):
+        faults.apply({"type": "latency", "latency": "-5ms"}, "p1")
+    fault = faults.apply({"type": "kill", "signal": "SIGTERM"}, "p2", name="p2 down")
+    assert (fault.action, fault.name, fault.params) == ("kill", "p2 down", {"signal": "SIGTERM"})
+    assert world["containers"]["p2"].calls == [("kill", "SIGTERM")]
+
+
+def test_a_transport_the_provider_lacks_is_named(world):
+    faults: FaultInjector = world["injector"]
+    faults._proxies["p3"] = {"http": "p3_http"}
+    with pytest.raises(UnknownTarget, match="p3 has no ws proxy"):
+        faults.cut("p3", transport="ws")

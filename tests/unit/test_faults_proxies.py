@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from lab.faults import Latency, Timeout, ToxiproxyClient, ToxiproxyError
+from lab.faults import Toxic, ToxiproxyClient, ToxiproxyError
 
 
 class FakeToxiproxy:
@@ -133,16 +133,20 @@ def test_an_existing_proxy_is_an_error_naming_it(client: ToxiproxyClient):
 
 def test_add_toxic_returns_what_the_server_holds(client: ToxiproxyClient, fake: FakeToxiproxy):
     client.create_proxy("p1_http", listen_port=8666, upstream="p1:8545")
-    held = client.add_toxic("p1_http", Latency(latency=200, jitter=10))
+    held = client.add_toxic("p1_http", Toxic(type="latency", latency=200, jitter=10))
     assert held["attributes"] == {"latency": 200, "jitter": 10}
-    assert fake.requests[-1] == ("POST", "/proxies/p1_http/toxics", Latency(latency=200, jitter=10).to_api())
+    assert fake.requests[-1] == (
+        "POST",
+        "/proxies/p1_http/toxics",
+        Toxic(type="latency", latency=200, jitter=10).to_api(),
+    )
     assert [t["name"] for t in client.toxics("p1_http")] == ["latency_downstream"]
 
 
 def test_update_changes_attributes_in_place(client: ToxiproxyClient, fake: FakeToxiproxy):
     client.create_proxy("p1_http", listen_port=8666, upstream="p1:8545")
-    client.add_toxic("p1_http", Latency(latency=200))
-    client.update_toxic("p1_http", Latency(latency=50, toxicity=0.5))
+    client.add_toxic("p1_http", Toxic(type="latency", latency=200))
+    client.update_toxic("p1_http", Toxic(type="latency", latency=50, toxicity=0.5))
     method, path, body = fake.requests[-1]
     assert (method, path) == ("POST", "/proxies/p1_http/toxics/latency_downstream")
     assert body == {"attributes": {"latency": 50, "jitter": 0}, "toxicity": 0.5}
@@ -151,7 +155,7 @@ def test_update_changes_attributes_in_place(client: ToxiproxyClient, fake: FakeT
 
 def test_remove_toxic_and_missing_toxics(client: ToxiproxyClient):
     client.create_proxy("p1_http", listen_port=8666, upstream="p1:8545")
-    client.add_toxic("p1_http", Timeout(timeout=5))
+    client.add_toxic("p1_http", Toxic(type="timeout", timeout=5))
     client.remove_toxic("p1_http", "timeout_downstream")
     assert client.toxics("p1_http") == []
     with pytest.raises(ToxiproxyError, match=r"remove toxic 'timeout_downstream'.*NotFound"):
@@ -162,9 +166,9 @@ def test_a_server_error_is_raised_not_swallowed(client: ToxiproxyClient, fake: F
     client.create_proxy("p1_http", listen_port=8666, upstream="p1:8545")
     fake.fail_next = 500
     with pytest.raises(ToxiproxyError, match=r"HTTP 500.*forced failure"):
-        client.add_toxic("p1_http", Latency(latency=1))
+        client.add_toxic("p1_http", Toxic(type="latency", latency=1))
     fake.fail_next = 500
-    with pytest.raises(ToxiproxyError, match="create proxy 'p2_http'"):  # toxiproxy-python's KeyError
+    with pytest.raises(ToxiproxyError, match="create proxy 'p2_http'"):
         client.create_proxy("p2_http", listen_port=8667, upstream="p2:8545")
     fake.fail_next = 503
     with pytest.raises(ToxiproxyError, match="reset"):
@@ -175,14 +179,18 @@ def test_disable_enable_and_reset(client: ToxiproxyClient, fake: FakeToxiproxy):
     client.create_proxy("p1_http", listen_port=8666, upstream="p1:8545")
     client.set_enabled("p1_http", False)
     assert client.proxies()["p1_http"].enabled is False
-    client.add_toxic("p1_http", Latency(latency=1))
+    client.add_toxic("p1_http", Toxic(type="latency", latency=1))
     client.reset()
     state = client.proxies()["p1_http"]
     assert state.enabled is True and state.toxics == ()
 
 
 def test_two_clients_each_reach_their_own_server(fake: FakeToxiproxy):
-    """toxiproxy-python keeps one server address per process; each call binds its client's address."""
+    """toxiproxy-python's own objects reach one server per process; each client has its own consumer,
+    and the library's shared APIConsumer is left as it was."""
+    from toxiproxy.api import APIConsumer
+
+    before = (APIConsumer.host, APIConsumer.port)
     other = FakeToxiproxy()
     other.thread.start()
     try:
@@ -191,6 +199,7 @@ def test_two_clients_each_reach_their_own_server(fake: FakeToxiproxy):
         a.create_proxy("a_http", listen_port=1, upstream="a:1")
         b.create_proxy("b_http", listen_port=2, upstream="b:2")
         assert set(a.proxies()) == {"a_http"} and set(b.proxies()) == {"b_http"}
+        assert (APIConsumer.host, APIConsumer.port) == before
     finally:
         other.server.shutdown()
         other.server.server_close()
@@ -200,3 +209,9 @@ def test_an_unreachable_server_is_a_clear_error():
     client = ToxiproxyClient("127.0.0.1", 9, timeout=1)  # the discard port: nothing listens
     with pytest.raises(ToxiproxyError, match="unreachable"):
         client.version()
+
+
+def test_from_url_reads_host_and_port():
+    client = ToxiproxyClient.from_url("http://toxiproxy:8474", timeout=2)
+    assert (client.host, client.port, client.timeout) == ("toxiproxy", 8474, 2)
+    assert ToxiproxyClient.from_url("127.0.0.1:9000").url == "http://127.0.0.1:9000"

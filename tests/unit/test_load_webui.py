@@ -81,14 +81,15 @@ def test_providers_from_either_form() -> None:
 
 def test_toxic_cut_and_behaviour_are_applied_lifted_and_recorded(fake_lab: str, tmp_path: Path) -> None:
     api = make_api(fake_lab, tmp_path)
-    toxic = api.apply("alpha", "latency", {"attributes": {"latency": 300}, "stream": "downstream"})
+    toxic = api.apply("alpha", "latency", {"latency": "300ms", "stream": "downstream"})
     posts = [(path, body) for method, path, body in FakeLab.calls if method == "POST"]
     assert [path for path, _ in posts] == ["/proxies/alpha_http/toxics", "/proxies/alpha_ws/toxics"]
-    assert posts[0][1]["type"] == "latency" and posts[0][1]["attributes"] == {"latency": 300}
+    assert posts[0][1]["type"] == "latency" and posts[0][1]["attributes"] == {"latency": 300, "jitter": 0}
+    assert posts[0][1]["name"] == "webui-1"  # each fault its own toxic: two latencies may coexist
     cut = api.apply("alpha", "cut", {"transport": "http"})
     assert FakeLab.calls[-1] == ("POST", "/proxies/alpha_http", {"enabled": False})
     behaviour = api.apply("alpha", "behavior", {"behavior": {"type": "always_fail"}})
-    assert FakeLab.behavior == {"type": "always_fail"}
+    assert FakeLab.behavior["type"] == "always_fail"  # validated as a scenario's, defaults filled in
     assert [f["fault_id"] for f in api.state()["active"]] == [toxic, cut, behaviour]
 
     assert api.lift_all() == []
@@ -106,13 +107,24 @@ def test_toxic_cut_and_behaviour_are_applied_lifted_and_recorded(fake_lab: str, 
 @pytest.mark.parametrize(
     ("target", "action", "params", "message"),
     [
-        ("zeta", "cut", {}, "unknown provider 'zeta'"),
+        ("zeta", "cut", {}, "no provider or proxy named 'zeta'"),
         ("beta", "cut", {"transport": "ws"}, "beta has no ws proxy"),
-        ("alpha", "latency", {"attributes": {"latency": "slow"}}, "must be integers"),
-        ("alpha", "latency", {"stream": "sideways"}, "stream must be"),
-        ("alpha", "kill", {}, "no container known"),
-        ("alpha", "behavior", {"behavior": {"no": "type"}}, 'needs|with a "type"'),
-        ("alpha", "explode", {}, "unknown action"),
+        ("alpha", "latency", {"latency": "slow"}, r"action.latency: expected a duration like '500ms'"),
+        ("alpha", "latency", {"latency": -0.3}, r"action.latency: expected a duration .* \(not negative\)"),
+        (
+            "alpha",
+            "latency",
+            {"latency": "99999999999999999999h"},
+            r"action.latency: .* 9223372036854775807 ms",
+        ),
+        ("alpha", "latency", {"latency": 1, "stream": "sideways"}, "action.stream: expected 'upstream' or"),
+        ("alpha", "latency", {"latency": 1, "colour": "red"}, "action.colour: unknown field 'colour'"),
+        ("alpha", "slicer", {"average_size": 4, "size_variation": 4}, "action.size_variation: .* panics"),
+        ("alpha", "kill", {}, "no container known for 'alpha'"),
+        ("alpha", "behavior", {"behavior": {"no": "type"}}, "action.behavior"),
+        ("gateway", "cut", {}, "cut applies to providers, not the gateway"),
+        ("alpha", "explode", {}, "unknown action 'explode'; expected one of: bandwidth"),
+        ("alpha", "flap", {"interval": 2, "down": 1}, "unknown action 'flap'"),  # a schedule: timelines only
     ],
 )
 def test_bad_requests_are_refused(
@@ -150,7 +162,15 @@ def test_routes_serve_the_page_and_the_api(fake_lab: str, tmp_path: Path) -> Non
     applied = client.post("/lab/faults/api/apply", json={"target": "alpha", "action": "cut", "params": {}})
     assert applied.status_code == 200 and applied.get_json()["fault_id"] == "webui-1"
     refused = client.post("/lab/faults/api/apply", json={"target": "nope", "action": "cut"})
-    assert refused.status_code == 400 and "unknown provider" in refused.get_json()["error"]
+    assert refused.status_code == 400 and "no provider or proxy named 'nope'" in refused.get_json()["error"]
+    negative = client.post(
+        "/lab/faults/api/apply", json={"target": "alpha", "action": "latency", "params": {"latency": "-5ms"}}
+    )
+    assert negative.status_code == 400 and negative.get_json()["error"].startswith("action.latency: expected")
+    actions = {a["type"]: a for a in client.get("/lab/faults/api/actions").get_json()}
+    assert {"latency", "cut", "kill", "behavior", "toxic"} <= set(actions) and "flap" not in actions
+    assert actions["kill"]["targets"] == ["gateway", "provider"] and actions["cut"]["takes_down"]
+    assert "latency" in actions["latency"]["schema"]["properties"]
     table = client.get("/stats/requests").get_json()["extended_stats"]
     assert table[0]["key"] == "lab-faults" and table[0]["data"][0]["fault"] == "webui-1"
     assert web_ui.template_args["extended_tabs"] == [{"title": "Faults", "key": "lab-faults"}]
@@ -166,7 +186,7 @@ class FakeContainer:
     def __init__(self, name: str, labels: dict[str, str]) -> None:
         self.name, self.labels, self.status, self.actions = name, labels, "running", []
 
-    def kill(self) -> None:
+    def kill(self, signal: str = "SIGKILL") -> None:
         self.actions.append("kill")
         self.status = "exited"
 
@@ -229,13 +249,13 @@ def test_the_gateway_container_from_the_environment_can_be_killed_and_started(
     }
     api = FaultAPI.from_env(env, run_dir=tmp_path)
     gateway = FakeContainer("gw", {})
-    api._docker = FakeDocker([gateway])
+    api.injector.containers._client = FakeDocker([gateway])  # type: ignore[attr-defined]
     assert api.state()["gateway_container"] is True
     fault_id = api.apply("gateway", "kill", {})
     api.lift(fault_id)
     assert gateway.actions == ["kill", "start"]
-    assert [(e["event"], e["target"]) for e in iter_events(tmp_path, "faults")] == [
-        ("start", "gateway"), ("end", "gateway"),
+    assert [(e["event"], e["target"], e["source"]) for e in iter_events(tmp_path, "faults")] == [
+        ("start", "gateway", "webui"), ("end", "gateway", "webui"),
     ]  # fmt: skip
 
 

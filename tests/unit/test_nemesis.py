@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 
-from lab.nemesis import Clock, InjectorTarget, ManualClock, Nemesis, toxic_name
+from lab.faults.actions import Action
+from lab.faults.nemesis import Clock, ManualClock, Nemesis
 from lab.record import EventLog, iter_events
-from lab.scenario import PlannedFault, Scenario, parse_scenario, plan_timeline
+from lab.scenario import Scenario, parse_scenario, plan_timeline
 
 EPOCH = 1_700_000_000.0
 PROVIDERS = "topology:\n  providers: [{id: alpha}, {id: beta}, {id: gamma}]\n"
@@ -35,23 +36,24 @@ class FakeTarget:
     down: set[str] = field(default_factory=set)
     max_down: int = 0
 
-    def apply(self, fault: PlannedFault) -> Any:
-        if fault.fault_id in self.fail_apply:
-            raise RuntimeError(f"cannot {fault.kind}")
-        self.log.append((self.clock.now(), "apply", fault.fault_id, fault.target))
-        if fault.action.takes_down:
-            self.down.add(fault.target)
+    def apply(self, action: Action, target: str, *, name: str | None = None) -> Any:
+        fault_id = str(name)
+        if fault_id in self.fail_apply:
+            raise RuntimeError(f"cannot {action.type}")
+        self.log.append((self.clock.now(), "apply", fault_id, target))
+        if action.takes_down:
+            self.down.add(target)
             self.max_down = max(self.max_down, len(self.down))
-        target = self
+        fake = self
 
         class Handle:
             def lift(self) -> None:
-                if fault.fault_id in target.fail_lift:
+                if fault_id in fake.fail_lift:
                     raise RuntimeError("lift failed")
-                target.log.append((target.clock.now(), "lift", fault.fault_id, fault.target))
-                target.down.discard(fault.target)
+                fake.log.append((fake.clock.now(), "lift", fault_id, target))
+                fake.down.discard(target)
 
-        return None if fault.instant else Handle()
+        return None if action.instant else Handle()
 
 
 def run(s: Scenario, **plan_kwargs: float) -> tuple[FakeTarget, list[dict[str, Any]], Nemesis]:
@@ -278,12 +280,18 @@ def test_events_go_to_faults_jsonl(tmp_path: Path) -> None:
     assert set(events[0]) >= {"event", "fault_id", "name", "action", "target", "ts", "params"}
 
 
-# --- the adapter to the lab's fault API ------------------------------------------------------------------
+# --- through the lab's fault API -------------------------------------------------------------------------
 
 
 class FakeInjector:
+    """Records the primitive each action calls (the real FaultInjector's `apply` lets the action apply
+    itself, so this is what a planned fault turns into)."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
+
+    def apply(self, action: Action, target: str, *, name: str | None = None) -> Any:
+        return action.apply(self, target, name=name)  # type: ignore[arg-type]
 
     def __getattr__(self, name: str) -> Any:
         def call(*args: Any, **kwargs: Any) -> str:
@@ -293,7 +301,7 @@ class FakeInjector:
         return call
 
 
-def test_injector_target_maps_every_action() -> None:
+def test_every_action_applies_itself_through_the_injector() -> None:
     s = scenario(
         "[{id: lat, start: 0s, duration: 1s, target: alpha,"
         " action: {type: latency, latency: 250ms, jitter: 10ms, transport: ws}},"
@@ -309,8 +317,10 @@ def test_injector_target_maps_every_action() -> None:
         " {start: 10s, duration: 1s, target: gamma, action: {type: breaker_open}}]"
     )
     injector = FakeInjector()
-    target = InjectorTarget(injector)
-    handles = [target.apply(f) for f in plan_timeline(s).faults]
+    clock = ManualClock()
+    events: list[dict[str, Any]] = []
+    with Nemesis(plan_timeline(s), injector, events.append, clock=clock) as nemesis:
+        nemesis.run()
     names = [name for name, _, _ in injector.calls]
     assert names == [
         "toxic",
@@ -327,10 +337,16 @@ def test_injector_target_maps_every_action() -> None:
     ]
     (_, (provider, toxic), kwargs) = injector.calls[0]
     assert provider == "alpha" and kwargs["transport"] == "ws" and kwargs["name"] == "lat#0"
-    assert (toxic.type, toxic.latency, toxic.jitter, toxic.toxic_name) == ("latency", 250, 10, "lat_0")
+    assert (toxic.type, toxic.attributes, toxic.toxic_name) == (
+        "latency",
+        {"latency": 250, "jitter": 10},
+        "lat_0",
+    )
+    assert injector.calls[1][1][1].type == "noop"
     assert injector.calls[2][2]["transport"] == "http"
     assert injector.calls[4][2]["timeout_s"] == 3
     assert injector.calls[8][1] == ("gateway", "64m")
     assert injector.calls[9][1][1]["type"] == "always_fail"
-    assert handles[6] is None  # restart: nothing to lift
-    assert toxic_name("a very#long/name" * 10) == ("a_very_long_name" * 10)[:64]
+    assert nemesis.summary.applied == 11 and nemesis.summary.failed == 0
+    restart = [e for e in events if e["params"]["applied"] == "restart"]
+    assert [e["event"] for e in restart] == ["start", "end"]  # instant: nothing left to lift

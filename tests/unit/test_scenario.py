@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from lab.durations import format_duration
 from lab.scenario import ScenarioError, load_scenario, parse_duration, parse_scenario, plan_timeline
 from lab.scenario.cli import command as scenario_command
-from lab.scenario.durations import format_duration
 from lab.scenario.schema import DEFAULT_PATH, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,6 +117,38 @@ def test_bad_duration_names_file_field_and_line() -> None:
     assert error.endswith("(line 5)")
 
 
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [
+        # Toxiproxy's attributes are Go int64s: refused at load, not 10 s into a run
+        (
+            "{type: latency, latency: 99999999999999999999h}",
+            "faults[0].action.latency: expected less than or equal to 9223372036854775807 ms in Toxiproxy",
+        ),
+        ("{type: latency, latency: 1s, jitter: .inf}", "faults[0].action.jitter: expected a duration"),
+        ("{type: timeout, timeout: 1e300}", "faults[0].action.timeout: expected less than or equal to"),
+        (
+            "{type: bandwidth, rate: 100000000000000000000000}",
+            "faults[0].action.rate: expected less than or equal to",
+        ),
+        (
+            "{type: slicer, average_size: 8, size_variation: 8}",
+            "faults[0].action.size_variation: size_variation (8) must be smaller than average_size (8)",
+        ),
+        ("{type: slicer, average_size: 8}", "faults[0].action.size_variation: required field missing"),
+        (
+            "{type: latency, latency: 1s, colour: red}",
+            "faults[0].action.colour: unknown field 'colour'; "
+            "expected one of: type, stream, toxicity, transport, latency, jitter",
+        ),
+        ("{type: memory, limit_mb: 3}", "faults[0].action.limit_mb: expected greater than or equal to 6"),
+    ],
+)
+def test_action_fields_are_checked_at_load_naming_the_field(action: str, expected: str) -> None:
+    errors = errors_of(BASE + f"faults:\n  - {{target: alpha, action: {action}}}\n")
+    assert any(expected in e for e in errors), errors
+
+
 def test_unknown_field_lists_the_expected_ones() -> None:
     [error] = errors_of(BASE + "load: {durration: 30s}\n")
     assert "load.durration: unknown field 'durration'; expected one of: users, spawn_rate, duration" in error
@@ -200,15 +232,16 @@ def test_reference_problems_are_reported_beside_field_errors() -> None:
         ),
         (
             "[{target: alpha, action: {type: toxic, toxic: latensy}}]",
-            "faults[0].action: unknown toxic 'latensy'; expected one of: latency, bandwidth",
+            "faults[0].action.toxic: unknown toxic 'latensy'; expected one of: latency, bandwidth",
         ),
         (
             "[{target: alpha, action: {type: toxic, toxic: slicer, attributes: {size: 3}}}]",
-            "unknown attribute(s) size of toxic 'slicer'; expected: average_size, delay, size_variation",
+            "faults[0].action.attributes.size: unknown attribute(s) size of toxic 'slicer'; "
+            "expected: average_size, delay, size_variation",
         ),
         (
             "[{target: alpha, action: {type: toxic, toxic: latency, attributes: {latency: -1}}}]",
-            "faults[0].action: attributes.latency: expected greater than or equal to 0",
+            "faults[0].action.attributes.latency: expected greater than or equal to 0 ms",
         ),
     ],
 )

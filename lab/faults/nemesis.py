@@ -7,33 +7,22 @@ raised is a single `failed` event with its error). Whatever is still active
 when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a context manager,
 so a `finally` always runs it).
 
-The nemesis does not know Docker or Toxiproxy: it drives a `FaultTarget`, whose `apply` returns
-something with a `lift()` (the lab's `lab.faults.Fault` is one). `InjectorTarget` adapts the lab's
-`FaultInjector`; tests pass a fake target and a `ManualClock`.
+The nemesis does not know Docker or Toxiproxy, nor any action: it hands each planned action to a
+`FaultTarget` (the lab's `FaultInjector`, whose `apply` lets the action apply itself), which returns
+something with a `lift()` (a `lab.faults.Fault`). Tests pass a fake target and a `ManualClock`.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lab.scenario.models import (
-    BehaviorAction,
-    BreakerOpenAction,
-    CutAction,
-    KillAction,
-    MemoryAction,
-    PartitionAction,
-    PauseAction,
-    RestartAction,
-    StopAction,
-    ToxicAction,
-)
+from lab.faults.actions import Action
+from lab.faults.journal import fault_event
 from lab.scenario.timeline import Plan, PlannedFault
 
 log = logging.getLogger(__name__)
@@ -46,10 +35,10 @@ class Liftable(Protocol):
 
 
 class FaultTarget(Protocol):
-    """Applies one planned fault to the lab; the returned handle's `lift()` undoes it (None: nothing to
-    undo, as for an instant action)."""
+    """Applies an action to a target of the lab (`FaultInjector.apply`); the returned handle's `lift()`
+    undoes it (None, or an ended fault: nothing to undo, as for an instant action)."""
 
-    def apply(self, fault: PlannedFault) -> Liftable | None: ...
+    def apply(self, action: Action, target: str, *, name: str | None = None) -> Liftable | None: ...
 
 
 class Clock(Protocol):
@@ -214,19 +203,28 @@ class Nemesis:
         self.stop()
 
     # --- one fault ---------------------------------------------------------------------------------
-    def _event(self, kind: str, fault: PlannedFault, ts: float, **extra: Any) -> dict[str, Any]:
-        return {
-            "event": kind,
-            "fault_id": fault.fault_id,
-            "name": fault.name,
-            "action": fault.kind,
-            "target": fault.target,
-            "ts": ts,
-            "offset_s": round(self.clock.now() - (self.wall_clock() - ts), 3),  # `ts` from the load's start
-            "params": {**fault.params, "applied": fault.action.type},
-            "source": self.source,
-            **extra,
-        }
+    def _event(
+        self,
+        kind: str,
+        fault: PlannedFault,
+        ts: float,
+        *,
+        error: str | None = None,
+        reason: str | None = None,
+    ) -> dict[str, Any]:
+        return fault_event(
+            kind,
+            fault_id=fault.fault_id,
+            name=fault.name,
+            action=fault.kind,
+            target=fault.target,
+            ts=ts,
+            params={**fault.params, "applied": fault.action.type},
+            offset_s=round(self.clock.now() - (self.wall_clock() - ts), 3),  # `ts` from the load's start
+            source=self.source,
+            error=error,
+            reason=reason,
+        )
 
     def _emit(self, event: dict[str, Any]) -> None:
         try:
@@ -237,7 +235,7 @@ class Nemesis:
     def _apply(self, fault: PlannedFault) -> None:
         started = self.wall_clock()
         try:
-            handle = self.target.apply(fault)
+            handle = self.target.apply(fault.action, fault.target, name=fault.fault_id)
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning("fault %s (%s on %s) failed: %s", fault.fault_id, fault.kind, fault.target, error)
@@ -257,7 +255,7 @@ class Nemesis:
         active = self._active.pop(fault_id, None)
         if active is None:
             return  # it failed to apply, or was already lifted
-        extra: dict[str, Any] = {"reason": reason} if reason else {}
+        error: str | None = None
         try:
             if active.handle is not None:
                 active.handle.lift()
@@ -267,68 +265,4 @@ class Nemesis:
             log.warning("lifting fault %s failed: %s", fault_id, error)
             self.summary.lift_failures += 1
             self.summary.errors.append(f"lift {fault_id}: {error}")
-            extra["error"] = error
-        self._emit(self._event("end", active.planned, self.wall_clock(), **extra))
-
-
-# --- the lab's fault API as a FaultTarget ----------------------------------------------------------------
-
-_TOXIC_NAME = re.compile(r"[^A-Za-z0-9_.-]")
-
-
-def toxic_name(fault_id: str) -> str:
-    """A Toxiproxy toxic name for a planned fault (unique, so overlapping toxics never collide)."""
-    return _TOXIC_NAME.sub("_", fault_id)[:64]
-
-
-class InjectorTarget:
-    """Applies planned faults through the lab's `FaultInjector` (`lab.faults`)."""
-
-    def __init__(self, injector: Any) -> None:
-        self.injector = injector
-
-    def apply(self, fault: PlannedFault) -> Liftable | None:
-        faults = self.injector
-        action, target, name = fault.action, fault.target, fault.fault_id
-        if isinstance(action, ToxicAction):
-            return faults.toxic(
-                target, _toxic(action, toxic_name(name)), transport=action.transport, name=name
-            )
-        if isinstance(action, CutAction):
-            return faults.cut(target, transport=action.transport, name=name)
-        if isinstance(action, KillAction):
-            return faults.kill(target, signal=action.signal, name=name)
-        if isinstance(action, StopAction):
-            return faults.stop(target, timeout_s=round(action.timeout), name=name)
-        if isinstance(action, PauseAction):
-            return faults.pause(target, name=name)
-        if isinstance(action, RestartAction):
-            faults.restart(target, timeout_s=round(action.timeout), name=name)
-            return None
-        if isinstance(action, PartitionAction):
-            return faults.disconnect(target, name=name)
-        if isinstance(action, MemoryAction):
-            return faults.squeeze_memory(target, f"{action.limit_mb}m", name=name)
-        if isinstance(action, BehaviorAction):
-            behavior = action.behavior.model_dump(mode="json", exclude_none=True)
-            return faults.behavior(target, behavior, name=name)
-        if isinstance(action, BreakerOpenAction):
-            return faults.open_breaker(target, name=name)
-        raise ValueError(f"the nemesis cannot apply {action.type!r}")
-
-
-def _toxic(action: ToxicAction, name: str) -> Any:
-    """The lab's typed toxic for an action; a toxic type it does not model goes through as given."""
-    from pydantic import ConfigDict
-
-    from lab.faults import TOXIC_TYPES, Toxic, parse_toxic
-
-    data = {**action.to_toxic(), "name": name}
-    if data["type"] in TOXIC_TYPES:
-        return parse_toxic(data)
-
-    class AnyToxic(Toxic):
-        model_config = ConfigDict(extra="allow", frozen=True)
-
-    attributes = data.pop("attributes")
-    return AnyToxic(**data, **attributes)
+        self._emit(self._event("end", active.planned, self.wall_clock(), error=error, reason=reason))
