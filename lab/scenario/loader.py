@@ -18,8 +18,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from lab.scenario.checks import ScenarioIssues, reference_issues
 from lab.durations import format_duration
+from lab.scenario.checks import ScenarioIssues, reference_issues
 from lab.scenario.models import Scenario
 
 
