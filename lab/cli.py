@@ -26,7 +26,7 @@ EXIT_INTERRUPTED = 130
 _COMMANDS: dict[str, str] = {
     "provider": "lab.provider.cli:command",
     "gateway": "lab.gateway.cli:command",
-    "images": "lab.images:command",
+    "images": "lab.images.cli:command",
     "up": "lab.lifecycle:up_command",
     "down": "lab.lifecycle:down_command",
     "run": "lab.runner:run_command",

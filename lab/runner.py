@@ -31,11 +31,11 @@ from pydantic import ValidationError
 
 from lab import __version__
 from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.load import LOCUSTFILE
 from lab.scenario import Plan, Scenario, ScenarioError, format_duration, load_scenario, parse_duration
 from lab.scenario.timeline import plan_timeline
 
 PROJECT = Path(__file__).resolve().parents[1]
-LOCUSTFILE = PROJECT / "locustfiles" / "scenario.py"
 STARTED_MARKER = "locust/started.json"  # written by locustfiles/scenario.py at Locust's test_start
 LOAD_START_TIMEOUT_S = 90.0
 GRACE_S = 30.0  # past the scenario's duration before Locust is stopped regardless
