@@ -257,9 +257,9 @@ class ImageBuilder:
             ("mode", mode.encode()),
             ("base", f"{base_ref}@{base_id}".encode()),
             ("Dockerfile", self.layout.dockerfile(name).read_bytes()),
-            ("target", (build_target(name) or "").encode()),
         ]
         if name in PYTHON_IMAGES:
+            parts.append(("target", name.encode()))  # one Dockerfile, one target per image
             parts.append(("python", python_tag().encode()))
             parts.extend(self.layout.project.hash_parts())
             parts.extend(tree_parts("lab", sources.lab))

@@ -21,7 +21,7 @@ import sysconfig
 import tempfile
 import tomllib
 import zipfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Protocol
@@ -68,6 +68,22 @@ def project_requirements(pyproject: Path, extras: Sequence[str] = ()) -> list[st
     return sorted(dict.fromkeys(requirements))
 
 
+def for_this_host(requirements: Iterable[str]) -> list[str]:
+    """Requirements with their environment markers evaluated here, as `pip wheel` would (the images are
+    built from wheels made on this host), and dropped: the same list whichever way it was declared."""
+    from packaging.requirements import Requirement
+
+    kept = []
+    for text in requirements:
+        req = Requirement(text)
+        if req.marker is not None:
+            if not req.marker.evaluate({"extra": ""}):
+                continue
+            req.marker = None
+        kept.append(str(req))
+    return sorted(dict.fromkeys(kept))
+
+
 class CheckoutMetadata:
     """A source checkout: pyproject.toml is the single place for dependencies."""
 
@@ -79,7 +95,7 @@ class CheckoutMetadata:
         return str(self.pyproject)
 
     def requirements(self, extras: Sequence[str]) -> list[str]:
-        return project_requirements(self.pyproject, extras)
+        return for_this_host(project_requirements(self.pyproject, extras))
 
     def hash_parts(self) -> list[tuple[str, bytes]]:
         return [("pyproject.toml", self.pyproject.read_bytes())]
@@ -142,12 +158,12 @@ class InstalledMetadata:
             for req in parsed:  # self-references: `lab[a,b]; extra == "all"`
                 if canonicalize_name(req.name) == own and req.marker is not None and applies(req, extra):
                     pending.extend(req.extras)
-        requirements = []
+        chosen = []
         for req in others:
-            if any(applies(req, extra) for extra in ("", *sorted(wanted))):
-                req.marker = None  # evaluated here, for this host, as `pip wheel` would
-                requirements.append(str(req))
-        return sorted(dict.fromkeys(requirements))
+            if any(applies(req, extra) for extra in (*sorted(wanted), "")):
+                req.marker = None  # evaluated: for these extras, on this host
+                chosen.append(str(req))
+        return for_this_host(chosen)
 
     def _dist_info_files(self) -> dict[str, bytes]:
         found = {}
