@@ -157,7 +157,7 @@ class InstalledMetadata:
             wanted.add(extra)
             for req in parsed:  # self-references: `lab[a,b]; extra == "all"`
                 if canonicalize_name(req.name) == own and req.marker is not None and applies(req, extra):
-                    pending.extend(req.extras)
+                    pending.extend(canonicalize_name(e) for e in req.extras)
         chosen = []
         for req in others:
             if any(applies(req, extra) for extra in (*sorted(wanted), "")):
