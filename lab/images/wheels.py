@@ -46,25 +46,39 @@ class ProjectMetadata(Protocol):
     def build_lab_wheel(self, lab_files: Mapping[Path, bytes], out: Path, shell: Shell) -> None: ...
 
 
+def included_extras(
+    extras: Sequence[str], includes: Callable[[str], list[str] | None], where: str
+) -> list[str]:
+    """`extras` and those they pull in through self-references (`lab[a,b]`), each once, in order.
+    `includes(extra)` lists the extras `extra` includes, or is None for an extra that does not exist."""
+    pending, found = list(extras), []
+    while pending:
+        extra = pending.pop(0)
+        if extra in found:
+            continue
+        included = includes(extra)
+        if included is None:
+            raise ImageError(f"{where} has no extra {extra!r}")
+        found.append(extra)
+        pending.extend(included)
+    return found
+
+
 def project_requirements(pyproject: Path, extras: Sequence[str] = ()) -> list[str]:
     """The project's runtime requirements plus those of `extras` (self-references expanded)."""
     project = tomllib.loads(pyproject.read_text())["project"]
     optional: dict[str, list[str]] = project.get("optional-dependencies", {})
-    requirements: list[str] = list(project.get("dependencies", []))
-    pending, seen = list(extras), set()
-    while pending:
-        extra = pending.pop(0)
-        if extra in seen:
-            continue
+    self_ref = re.compile(rf"^\s*{re.escape(project['name'])}\s*\[([^\]]*)\]")
+
+    def includes(extra: str) -> list[str] | None:
         if extra not in optional:
-            raise ImageError(f"{pyproject}: [project.optional-dependencies] has no extra {extra!r}")
-        seen.add(extra)
-        for requirement in optional[extra]:
-            self_ref = re.match(rf"^\s*{re.escape(project['name'])}\s*\[([^\]]*)\]", requirement)
-            if self_ref:
-                pending.extend(name.strip() for name in self_ref.group(1).split(","))
-            else:
-                requirements.append(requirement)
+            return None
+        refs = [m.group(1) for r in optional[extra] if (m := self_ref.match(r))]
+        return [name.strip() for ref in refs for name in ref.split(",")]
+
+    requirements: list[str] = list(project.get("dependencies", []))
+    for extra in included_extras(extras, includes, f"{pyproject}: [project.optional-dependencies]"):
+        requirements.extend(r for r in optional[extra] if not self_ref.match(r))
     return sorted(dict.fromkeys(requirements))
 
 
@@ -146,18 +160,14 @@ class InstalledMetadata:
         provided = {canonicalize_name(e) for e in self.dist.metadata.get_all("Provides-Extra") or []}
         parsed = [Requirement(text) for text in self.dist.requires or []]
         others = [req for req in parsed if canonicalize_name(req.name) != own]
-        wanted: set[str] = set()
-        pending = [canonicalize_name(e) for e in extras]
-        while pending:
-            extra = pending.pop(0)
-            if extra in wanted:
-                continue
+        self_refs = [req for req in parsed if canonicalize_name(req.name) == own and req.marker is not None]
+
+        def includes(extra: str) -> list[str] | None:  # `lab[a,b]; extra == "all"`
             if extra not in provided:
-                raise ImageError(f"{self.origin}: has no extra {extra!r}")
-            wanted.add(extra)
-            for req in parsed:  # self-references: `lab[a,b]; extra == "all"`
-                if canonicalize_name(req.name) == own and req.marker is not None and applies(req, extra):
-                    pending.extend(canonicalize_name(e) for e in req.extras)
+                return None
+            return [canonicalize_name(e) for req in self_refs if applies(req, extra) for e in req.extras]
+
+        wanted = included_extras([canonicalize_name(e) for e in extras], includes, f"{self.origin}:")
         chosen = []
         for req in others:
             if any(applies(req, extra) for extra in (*sorted(wanted), "")):
