@@ -171,8 +171,9 @@ def test_lab_images_finds_its_inputs_in_the_install_and_repacks_an_installable_l
 @pytest.mark.containers
 def test_lab_run_of_the_smoke_scenario_from_the_install(installed: Installed, lab_images: Any) -> None:
     """The images built from the installed distribution (they share the checkout's wheel cache and its
-    toxiproxy image, whose inputs are the same files), then a short smoke run."""
-    from lab.images import Layout
+    toxiproxy image, whose inputs are the same files), then a short smoke run. Afterwards the
+    `:latest` tags point at the checkout's images again and the installed variants are untagged."""
+    from lab.images import PYTHON_IMAGES, DockerImageStore, Layout, ensure_images
 
     scenario = shutil.copy(ROOT / "toxics" / "smoke.yml", installed.root / "smoke-run.yml")
     out = installed.root / "reports"
@@ -180,8 +181,15 @@ def test_lab_run_of_the_smoke_scenario_from_the_install(installed: Installed, la
         installed.venv / "bin" / "lab", "run", scenario, "--duration", "15s", "--out", out,
         timeout=850, LAB_CACHE_DIR=str(Layout.discover().cache),
     )  # fmt: skip
+    runs = list(out.iterdir()) if out.is_dir() else []
+    manifest = orjson.loads((runs[0] / "manifest.json").read_bytes()) if len(runs) == 1 else {}
+    current = ensure_images(lab_images.mode)
+    store = DockerImageStore()
+    for name in PYTHON_IMAGES:
+        ref = (manifest.get("images", {}).get(name) or {}).get("ref")
+        if ref and ref != getattr(current, name):
+            store.untag(ref)
     assert result.returncode == 0, result.stderr[-3000:] + result.stdout[-3000:]
-    [run_dir] = list(out.iterdir())
-    manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
+    [run_dir] = runs
     assert manifest["outcome"] == "completed" and manifest["verdict"] == "pass"
     assert (run_dir / "requests").is_dir()
