@@ -17,7 +17,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lab.images import IMAGE_NAMES, DockerImageStore, ImageSet, Layout, ensure_images, resolve_mode
+from lab.images import (
+    IMAGE_NAMES,
+    CheckoutMetadata,
+    DockerImageStore,
+    ImageSet,
+    Layout,
+    ensure_images,
+    resolve_mode,
+)
 
 
 def timed(label: str, run: Callable[[Callable[[str], None]], ImageSet]) -> None:
@@ -36,13 +44,10 @@ def timed(label: str, run: Callable[[Callable[[str], None]], ImageSet]) -> None:
 
 
 def edited_copy(project: Path, into: Path) -> Path:
-    """A copy of the project's image inputs with one line added to a module of the lab."""
+    """A copy of the checkout's image inputs with one line added to a module of the lab."""
     copy = into / "project"
     copy.mkdir()
     shutil.copy2(project / "pyproject.toml", copy)
-    shutil.copytree(
-        project / "locustfiles", copy / "locustfiles", ignore=shutil.ignore_patterns("__pycache__")
-    )
     shutil.copytree(project / "lab", copy / "lab", ignore=shutil.ignore_patterns("__pycache__", "images"))
     with (copy / "lab" / "jsonrpc.py").open("a") as module:
         module.write(f"\n# bench edit {time.time()}\n")
@@ -68,9 +73,12 @@ def main() -> None:
     timed("warm (nothing changed)", lambda p: ensure_images(mode, progress=p))
 
     layout = Layout.discover()
+    if not isinstance(layout.project, CheckoutMetadata):
+        print("\n(the source-edit phase needs a source checkout)")
+        return
     edited: list[ImageSet] = []
     with tempfile.TemporaryDirectory(prefix="bench-images-") as tmp:
-        os.environ["LAB_PROJECT_DIR"] = str(edited_copy(layout.project, Path(tmp)))
+        os.environ["LAB_PROJECT_DIR"] = str(edited_copy(layout.package.parent, Path(tmp)))
         os.environ["LAB_CACHE_DIR"] = str(layout.cache)  # the same wheels and lock
         try:
             timed(

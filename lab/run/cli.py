@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from lab.run.manifest import PROJECT
+from lab.run.manifest import DEFAULT_OUT
 from lab.scenario import parse_duration
 from lab.scenario.models import MAX_RUN_S, MAX_USERS
 
@@ -42,7 +42,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--seed", type=int, help="Seed instead of the scenario's (random targets, probabilities, behaviours)."
 )
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=PROJECT / "reports",
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
               show_default="reports/", help="Where the run directory goes.")  # fmt: skip
 @click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=1, show_default=True,
               help="Locust processes generating load (Locust's --processes).")  # fmt: skip

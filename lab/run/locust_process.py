@@ -13,12 +13,10 @@ from typing import Any
 
 import orjson
 
+from lab.load import LOCUSTFILE, STARTED_MARKER
 from lab.run.errors import LabFailed
-from lab.run.manifest import PROJECT
 from lab.scenario import Scenario
 
-LOCUSTFILE = PROJECT / "locustfiles" / "scenario.py"
-STARTED_MARKER = "locust/started.json"  # written by locustfiles/scenario.py at Locust's test_start
 LOCUST_STOP_TIMEOUT_S = 20.0
 
 

@@ -15,6 +15,9 @@ from lab import __version__
 from lab.scenario import Plan
 
 PROJECT = Path(__file__).resolve().parents[2]
+# Run directories go to the checkout's reports/ (where `make lab` and the docs look), or, for an
+# installed lab, to ./reports like the analysis commands' defaults.
+DEFAULT_OUT = PROJECT / "reports" if (PROJECT / "pyproject.toml").is_file() else Path("reports")
 
 
 def git_revision() -> dict[str, Any]:

@@ -25,7 +25,7 @@ from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, 
 from lab.record import RunDir, new_run_id
 from lab.run.errors import BadInput, LabFailed, RecordFailed
 from lab.run.locust_process import LocustProcess
-from lab.run.manifest import PROJECT, git_revision, image_ids, machine, plan_rows, versions
+from lab.run.manifest import DEFAULT_OUT, git_revision, image_ids, machine, plan_rows, versions
 from lab.scenario import Plan, Scenario, ScenarioError, format_duration, load_scenario, plan_timeline
 from lab.scenario.loader import with_overrides
 from lab.scenario.topology import ScenarioTopologyError, to_topology_spec
@@ -47,7 +47,7 @@ class RunOptions:
     users: int | None = None
     gateway: str | None = None
     seed: int | None = None
-    out: Path = PROJECT / "reports"
+    out: Path = DEFAULT_OUT
     workers: int = 1
     report: bool = True
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from lab.images import ImageBuilder, Layout, Shell, Sources
+from lab.images import Layout, Shell, Sources
+from lab.images.wheels import build_lab_wheel
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -27,7 +29,6 @@ def checkout(tmp_path: Path) -> Path:
     for name in ("pyproject.toml", "README.md"):
         shutil.copy2(ROOT / name, project / name)
     shutil.copytree(ROOT / "lab", project / "lab", ignore=shutil.ignore_patterns("target", "__pycache__"))
-    (project / "locustfiles").mkdir()
     (project / TARGET / "release").mkdir(parents=True)
     (project / TARGET / "CACHEDIR.TAG").write_text("Signature: 8a477f597d28d172789f06886806bc55\n")
     (project / TARGET / "release" / "toxiproxy").write_bytes(b"\x7fELF binary")
@@ -40,8 +41,17 @@ def wheel_names(wheel: Path) -> list[str]:
 
 
 def test_the_lab_wheel_for_the_images_has_no_image_sources(checkout: Path, tmp_path: Path) -> None:
-    builder = ImageBuilder(Layout(project=checkout, cache=tmp_path / "cache"), None, Shell(), lambda _: None)  # type: ignore[arg-type]
-    names = wheel_names(builder.build_lab_wheel(Sources.read(checkout).lab))
+    layout = Layout.checkout(checkout, cache=tmp_path / "cache")
+    wheel = build_lab_wheel(
+        layout.project,
+        Sources.read(layout).lab,
+        layout.cache,
+        Shell(),
+        progress=lambda _: None,
+        clock=time.monotonic,
+    )
+    names = wheel_names(wheel)
+    assert "lab/load/locustfile.py" in names
     assert "lab/topology/lab.py" in names
     assert [n for n in names if n.startswith("lab/images/")] == []
 

@@ -1,5 +1,7 @@
 """The locustfiles for real: Locust headless (its own process) against a real gateway and providers
-started as processes, recording into a run directory. No containers."""
+started as processes, recording into a run directory. No containers. The packaged locustfile (what
+`lab run` and the Locust image use) and the checkout's `locustfiles/scenario.py` (which imports it) find
+the same users and shape."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import orjson
 import pytest
 
 from lab.gateway.launch import start_gateway_process
+from lab.load import LOCUSTFILE
 from lab.provider import start_provider_process
 from lab.record import read_table
 
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDERS = ("alpha", "beta")
+ENTRY_POINTS = [LOCUSTFILE, ROOT / "locustfiles" / "scenario.py"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +47,7 @@ def run_locust(gateway_url: str, run_dir: Path, load: dict, *extra: str) -> subp
         "LAB_SEED": "7",
     }
     command = [
-        sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "scenario.py"),
+        sys.executable, "-m", "locust", "-f", str(LOCUSTFILE),
         "--headless", "-H", gateway_url, "--exit-code-on-error", "0", "--only-summary", *extra,
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
@@ -104,8 +108,8 @@ def test_each_locust_process_writes_its_own_parts(gateway_url: str, tmp_path: Pa
     assert requests["ok"].all()
 
 
-def locustfile_classes(env: dict[str, str]) -> dict:
-    """The user classes and shape Locust finds in locustfiles/scenario.py under `env` (own process)."""
+def locustfile_classes(locustfile: Path, env: dict[str, str]) -> dict:
+    """The user classes and shape Locust finds in `locustfile` under `env` (own process)."""
     probe = (
         "import json, sys; from locust.util.load_locustfile import load_locustfile; "
         "users, shapes = load_locustfile(sys.argv[1]); "
@@ -114,18 +118,19 @@ def locustfile_classes(env: dict[str, str]) -> dict:
     )
     clean = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
     result = subprocess.run(
-        [sys.executable, "-c", probe, str(ROOT / "locustfiles" / "scenario.py")],
+        [sys.executable, "-c", probe, str(locustfile)],
         env={**clean, **env}, capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     return orjson.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_by_hand_the_web_ui_user_count_drives_and_subscribers_come_only_when_asked() -> None:
+@pytest.mark.parametrize("locustfile", ENTRY_POINTS, ids=["packaged", "checkout"])
+def test_by_hand_the_web_ui_user_count_drives_and_subscribers_come_only_when_asked(locustfile: Path) -> None:
     # lab run: the scenario's shape, and exactly the subscribers it asks for
-    found = locustfile_classes({"LAB_LOAD": '{"subscribers": {"new_heads": 2}}'})
+    found = locustfile_classes(locustfile, {"LAB_LOAD": '{"subscribers": {"new_heads": 2}}'})
     assert found == {"users": {"JsonRpcUser": 0, "NewHeadsSubscriber": 2}, "shapes": ["LabShape"]}
     # by hand (the compose lab): no shape, so the web UI's user count is used; subscribers when asked
-    assert locustfile_classes({}) == {"users": {"JsonRpcUser": 0}, "shapes": []}
-    found = locustfile_classes({"LAB_LOAD_NEW_HEADS": "2", "LAB_LOAD_LOGS": "1"})
+    assert locustfile_classes(locustfile, {}) == {"users": {"JsonRpcUser": 0}, "shapes": []}
+    found = locustfile_classes(locustfile, {"LAB_LOAD_NEW_HEADS": "2", "LAB_LOAD_LOGS": "1"})
     assert found["users"] == {"JsonRpcUser": 0, "NewHeadsSubscriber": 2, "LogsSubscriber": 1}
     assert found["shapes"] == []

@@ -1,5 +1,6 @@
 """lab.images without Docker: mode selection, hashing and cache decisions against a fake image store and
-a fake shell that records commands and makes the files the real ones would."""
+a fake shell that records commands and makes the files the real ones would; the Python images' one
+Dockerfile; the installed-distribution path (no pyproject.toml)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,31 @@ import itertools
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 
 import orjson
 import pytest
 from click.testing import CliRunner
 
-import lab.images as images
+import lab.images.cli as images_cli
 from lab.cli import EXIT_BAD_INPUT, EXIT_LAB_FAILED, main
 from lab.images import (
     BASE_REF,
     IMAGE_NAMES,
     IMAGES_DIR,
     LABEL_HASH,
+    PYTHON_IMAGES,
     BadImageMode,
+    CheckoutMetadata,
+    DockerImageStore,
     ImageBuilder,
     ImageError,
     ImageInfo,
     ImageSet,
+    InstalledMetadata,
     Layout,
     Shell,
     content_hash,
@@ -35,6 +42,7 @@ from lab.images import (
     resolve_mode,
     tree_files,
 )
+from lab.images.model import dockerfile_dir
 
 OFFICIAL_PYTHON = "python:3.11-slim"
 OFFICIAL_TOXIPROXY = "ghcr.io/shopify/toxiproxy:2.12.0"
@@ -78,12 +86,13 @@ class FakeStore:
             raise ImageError(f"pulling {ref}: dial tcp: lookup registry: no such host")
         self.add(ref)
 
-    def build(self, context: Path, tag: str, *, buildargs, labels, nocache, on_step) -> str:
+    def build(self, context: Path, tag: str, *, target, buildargs, labels, nocache, on_step) -> str:
         files = sorted(p.relative_to(context).as_posix() for p in context.rglob("*") if p.is_file())
         self.builds.append(
             {
                 "tag": tag,
                 "name": tag.split(":")[0].removeprefix("lab-"),
+                "target": target,
                 "buildargs": dict(buildargs),
                 "nocache": nocache,
                 "files": files,
@@ -174,14 +183,18 @@ def project(tmp_path: Path) -> Path:
     (root / "pyproject.toml").write_text(PYPROJECT)
     (root / "lab" / "__init__.py").write_text("")
     (root / "lab" / "provider" / "server.py").write_text("PORT = 8545\n")
-    shutil.copytree(IMAGES_DIR, root / "lab" / "images", ignore=shutil.ignore_patterns("server", "target"))
+    (root / "lab" / "load").mkdir()
+    (root / "lab" / "load" / "locustfile.py").write_text("# users\n")
+    shutil.copytree(
+        IMAGES_DIR, root / "lab" / "images", ignore=shutil.ignore_patterns("server", "target", "__pycache__")
+    )
     server = root / "lab" / "images" / "toxiproxy" / "server"
     (server / "src").mkdir(parents=True)
     (server / "Cargo.toml").write_text('[package]\nname = "toxiproxy-lab"\n')
     (server / "Cargo.lock").write_text("# lock\n")
     (server / "src" / "main.rs").write_text("fn main() {}\n")
     (root / "locustfiles").mkdir()
-    (root / "locustfiles" / "scenario.py").write_text("# users\n")
+    (root / "locustfiles" / "scenario.py").write_text("from lab.load.locustfile import *\n")
     return root
 
 
@@ -189,7 +202,7 @@ class Harness:
     def __init__(self, project: Path, store: FakeStore, shell: FakeShell, environ: dict[str, str]) -> None:
         self.project, self.store, self.shell, self.environ = project, store, shell, environ
         self.lines: list[str] = []
-        self.layout = Layout(project=project, cache=project / ".cache", images=project / "lab" / "images")
+        self.layout = Layout.checkout(project, cache=project / ".cache", images=project / "lab" / "images")
 
     def builder(self) -> ImageBuilder:
         return ImageBuilder(
@@ -226,7 +239,10 @@ def test_resolve_mode_names_where_a_bad_mode_came_from() -> None:
 
 
 def test_the_shipped_dockerfiles_default_to_the_official_bases() -> None:
-    defaults = {name: dockerfile_base_default(IMAGES_DIR / name / "Dockerfile") for name in IMAGE_NAMES}
+    defaults = {
+        name: dockerfile_base_default(IMAGES_DIR / dockerfile_dir(name) / "Dockerfile")
+        for name in IMAGE_NAMES
+    }
     assert defaults == {
         "provider": OFFICIAL_PYTHON,
         "gateway": OFFICIAL_PYTHON,
@@ -235,13 +251,50 @@ def test_the_shipped_dockerfiles_default_to_the_official_bases() -> None:
     }
 
 
+def dockerfile_stages(text: str) -> dict[str, tuple[str, str]]:
+    """Stage name -> (what it is FROM, its lines); the last stage also as "" (what a build without a
+    target makes)."""
+    stages: dict[str, tuple[str, str]] = {}
+    for chunk in re.split(r"^(?=FROM )", text, flags=re.MULTILINE)[1:]:
+        head = re.match(r"FROM (\S+)(?: AS (\S+))?", chunk)
+        assert head is not None
+        stages[head.group(2) or ""] = stages[""] = (head.group(1), chunk)
+    return stages
+
+
+def stage_chain(stages: dict[str, tuple[str, str]], name: str) -> str:
+    """The lines of stage `name` and of the stages it is built FROM, base first."""
+    parent, lines = stages[name]
+    return (stage_chain(stages, parent) if parent in stages else "") + lines
+
+
 @pytest.mark.parametrize("name", IMAGE_NAMES)
 def test_the_shipped_dockerfiles_label_their_images_and_run_as_non_root(name: str) -> None:
-    text = (IMAGES_DIR / name / "Dockerfile").read_text()
-    assert f"LABEL lab.managed=true lab.image={name}\n" in text
-    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    stages = dockerfile_stages((IMAGES_DIR / dockerfile_dir(name) / "Dockerfile").read_text())
+    target = name if name in PYTHON_IMAGES else ""
+    assert f"LABEL lab.managed=true lab.image={name}\n" in stages[target][1]
+    users = re.findall(r"^USER (\S+)", stage_chain(stages, target), re.MULTILINE)
     assert users, "no USER line"
     assert users[-1].split(":")[0] not in ("0", "root")
+
+
+def test_the_python_images_are_targets_of_one_dockerfile_that_differ_in_their_entry_point() -> None:
+    dockerfile = IMAGES_DIR / "python" / "Dockerfile"
+    stages = dockerfile_stages(dockerfile.read_text())
+    entrypoints = {}
+    for name in PYTHON_IMAGES:
+        parent, lines = stages[name]
+        assert parent == "runtime"
+        entrypoints[name] = re.findall(r"^ENTRYPOINT (.+)$", lines, re.MULTILINE)
+        # the one step that depends on the lab's source comes last: a source edit rebuilds only it
+        assert lines.rstrip().splitlines()[-1] == "COPY --from=lab /staged/ /"
+    assert entrypoints == {
+        "provider": ['["lab", "provider"]'],
+        "gateway": ['["lab", "gateway"]'],
+        "locust": ['["locust"]'],
+    }
+    assert "lab/load/locustfile.py" in stages["locust"][1]
+    assert not [p for p in IMAGES_DIR.glob("*/Dockerfile") if p.parent.name in PYTHON_IMAGES]
 
 
 def test_dockerfile_base_default_reads_the_arg_before_from(tmp_path: Path) -> None:
@@ -339,9 +392,13 @@ def test_a_cold_bootstrap_call_builds_everything_and_tags_hashed_and_latest(harn
     assert any("base: debootstrap" in line and "http://mirror.test/debian" in line for line in harness.lines)
 
 
-def test_build_contexts_hold_the_wheels_the_locustfiles_and_the_binary(harness: Harness) -> None:
+def test_build_contexts_hold_the_wheels_and_the_binary_and_python_images_build_their_target(
+    harness: Harness,
+) -> None:
     harness.ensure()
     files = {b["name"]: b["files"] for b in harness.store.builds}
+    targets = {b["name"]: b["target"] for b in harness.store.builds}
+    assert targets == {"provider": "provider", "gateway": "gateway", "locust": "locust", "toxiproxy": None}
     assert files["provider"] == [
         "Dockerfile",
         "wheels/deps/aiohttp-1.0-py3-none-any.whl",
@@ -349,7 +406,7 @@ def test_build_contexts_hold_the_wheels_the_locustfiles_and_the_binary(harness: 
         "wheels/lab/lab-0.1.0-py3-none-any.whl",
     ]
     assert "wheels/deps/locust-1.0-py3-none-any.whl" in files["locust"]
-    assert "locustfiles/scenario.py" in files["locust"]
+    assert [f for f in files["locust"] if not f.startswith("wheels/")] == ["Dockerfile"]  # locustfile: in lab
     assert files["toxiproxy"] == ["Dockerfile", "bin/toxiproxy"]
     toxiproxy_context = next(b["context"] for b in harness.store.builds if b["name"] == "toxiproxy")
     assert os.access(Path(str(toxiproxy_context)) / "bin" / "toxiproxy", os.X_OK)
@@ -408,11 +465,32 @@ def test_a_server_edit_rebuilds_only_toxiproxy_with_cargo(harness: Harness) -> N
     assert cargo[4].endswith("lab/images/toxiproxy/server/Cargo.toml")
 
 
-def test_a_locustfile_edit_rebuilds_only_locust(harness: Harness) -> None:
+def test_the_packaged_locustfile_is_an_image_input_and_the_checkouts_entry_points_are_not(
+    harness: Harness,
+) -> None:
     harness.ensure()
-    (harness.project / "locustfiles" / "scenario.py").write_text("# other users\n")
+    (harness.project / "locustfiles" / "scenario.py").write_text("# by hand\n")
     harness.ensure()
-    assert harness.store.built_names() == ["locust"]
+    assert harness.store.builds == []
+    (harness.project / "lab" / "load" / "locustfile.py").write_text("# other users\n")
+    harness.ensure()
+    assert harness.store.built_names() == ["provider", "gateway", "locust"]  # each carries the lab package
+
+
+def test_an_edit_of_the_python_dockerfile_rebuilds_the_python_images_only(harness: Harness) -> None:
+    first = harness.ensure()
+    dockerfile = harness.project / "lab" / "images" / "python" / "Dockerfile"
+    dockerfile.write_text(dockerfile.read_text() + "# a comment\n")
+    second = harness.ensure()
+    assert harness.store.built_names() == ["provider", "gateway", "locust"]
+    assert second.toxiproxy == first.toxiproxy
+
+
+def test_the_image_code_is_not_an_image_input(harness: Harness) -> None:
+    harness.ensure()
+    (harness.project / "lab" / "images" / "builder.py").write_text("# edited\n")
+    harness.ensure()
+    assert harness.store.builds == []
 
 
 def test_a_dependency_change_rebuilds_the_wheels_of_that_set(harness: Harness) -> None:
@@ -608,7 +686,7 @@ def test_the_command_prints_the_image_set_as_json(monkeypatch: pytest.MonkeyPatc
         progress("base: reusing lab-base:bookworm-py311")
         return SAMPLE
 
-    monkeypatch.setattr(images, "ensure_images", fake_ensure)
+    monkeypatch.setattr(images_cli, "ensure_images", fake_ensure)
     result = CliRunner().invoke(main, ["images", "--mode", "bootstrap", "--force", "--json"])
     assert result.exit_code == 0, result.output
     assert calls == [("bootstrap", True)]
@@ -635,7 +713,7 @@ def test_the_command_reports_a_failed_build_as_a_lab_failure(monkeypatch: pytest
     def failing(mode, *, progress=None, force=False):
         raise ImageError("docker build of lab-provider:x failed: no space left on device")
 
-    monkeypatch.setattr(images, "ensure_images", failing)
+    monkeypatch.setattr(images_cli, "ensure_images", failing)
     result = CliRunner().invoke(main, ["images", "--json"])
     assert result.exit_code == EXIT_LAB_FAILED
     assert "no space left on device" in result.stderr
@@ -656,8 +734,8 @@ class FakeApi:
         return {"Id": "sha256:" + "e" * 64, "Config": {"Labels": {"lab.image": "toxiproxy"}}}
 
 
-def store_with(chunks: list[dict[str, object]]) -> images.DockerImageStore:
-    store = images.DockerImageStore.__new__(images.DockerImageStore)
+def store_with(chunks: list[dict[str, object]]) -> DockerImageStore:
+    store = DockerImageStore.__new__(DockerImageStore)
     store._api = FakeApi(chunks)  # type: ignore[attr-defined]
     return store
 
@@ -678,7 +756,13 @@ def test_docker_build_reports_only_the_steps_that_are_not_cached(tmp_path: Path)
     ]
     steps: list[str] = []
     image_id = store_with(chunks).build(
-        tmp_path, "lab-toxiproxy:x", buildargs={}, labels={}, nocache=False, on_step=steps.append
+        tmp_path,
+        "lab-toxiproxy:x",
+        target=None,
+        buildargs={},
+        labels={},
+        nocache=False,
+        on_step=steps.append,
     )
     assert steps == ["Step 1/3 : FROM ${BASE_IMAGE}", "Step 3/3 : COPY bin/ /"]
     assert image_id == "sha256:" + "c" * 64
@@ -695,7 +779,13 @@ def test_a_failed_docker_build_says_why_with_the_end_of_its_log(tmp_path: Path) 
         ImageError, match=r"(?s)lab-provider:x failed: The command .* 127.*useradd: command not found"
     ):
         store_with(chunks).build(
-            tmp_path, "lab-provider:x", buildargs={}, labels={}, nocache=False, on_step=lambda _: None
+            tmp_path,
+            "lab-provider:x",
+            target="provider",
+            buildargs={},
+            labels={},
+            nocache=False,
+            on_step=lambda _: None,
         )
 
 
@@ -711,3 +801,125 @@ def test_shell_finds_tools_outside_path_in_its_fallback_dirs(
     shell.fallback_dirs = (sbin,)
     assert shell.which("debootstrap") == str(sbin / "debootstrap")
     assert shell.which("no-such-tool") is None
+
+
+# --- an installed distribution: no pyproject.toml, the dist-info instead ------------------------------------
+
+METADATA = """\
+Metadata-Version: 2.4
+Name: lab
+Version: 0.1.0
+Provides-Extra: load
+Provides-Extra: all
+Requires-Dist: aiohttp>=3.9
+Requires-Dist: uvloop>=0.19; sys_platform != "win32"
+Requires-Dist: locust==2.47.0; extra == "load"
+Requires-Dist: rich>=13; extra == "all"
+Requires-Dist: lab[load]; extra == "all"
+
+A description.
+"""
+
+
+@pytest.fixture
+def installed(tmp_path: Path) -> InstalledMetadata:
+    dist_info = tmp_path / "site-packages" / "lab-0.1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(METADATA)
+    (dist_info / "entry_points.txt").write_text("[console_scripts]\nlab = lab.cli:main\n")
+    return InstalledMetadata(metadata.PathDistribution(dist_info))
+
+
+def test_installed_metadata_gives_the_requirements_of_each_extra(installed: InstalledMetadata) -> None:
+    assert installed.requirements(()) == ["aiohttp>=3.9", "uvloop>=0.19"]  # markers evaluated (Linux)
+    assert installed.requirements(("load",)) == ["aiohttp>=3.9", "locust==2.47.0", "uvloop>=0.19"]
+    assert installed.requirements(("all",)) == ["aiohttp>=3.9", "locust==2.47.0", "rich>=13", "uvloop>=0.19"]
+    with pytest.raises(ImageError, match=r"installed lab 0\.1\.0: has no extra 'nope'"):
+        installed.requirements(("nope",))
+
+
+@pytest.fixture
+def installed_harness(project: Path, installed: InstalledMetadata) -> Harness:
+    (project / "pyproject.toml").unlink()
+    harness = Harness(project, FakeStore(), FakeShell(), {"LAB_DEBIAN_MIRROR": "http://mirror.test/debian"})
+    cache = project.parent / "user-cache"
+    harness.layout = Layout(
+        package=project / "lab",
+        project=installed,
+        cache=cache,
+        cargo_target=cache / "toxiproxy-target",
+        images=project / "lab" / "images",
+    )
+    return harness
+
+
+def test_an_installed_distribution_builds_the_images_from_its_files_and_dist_info(
+    installed_harness: Harness,
+) -> None:
+    harness = installed_harness
+    harness.ensure()
+    assert harness.store.built_names() == list(IMAGE_NAMES)
+    assert harness.shell.tools() == ["debootstrap", "tar", "pip-deps", "pip-deps", "cargo"]  # no pip-lab
+    deps = [argv for argv in harness.shell.commands if argv[1:3] == ["-m", "pip"]]
+    assert deps[1][-3:] == ["aiohttp>=3.9", "locust==2.47.0", "uvloop>=0.19"]  # locust: the load extra
+    cargo = next(argv for argv in harness.shell.commands if Path(argv[0]).name == "cargo")
+    assert cargo[4].endswith("lab/images/toxiproxy/server/Cargo.toml")
+    assert (harness.layout.cache / "toxiproxy-target" / "release" / "toxiproxy").is_file()
+
+    context = Path(str(next(b["context"] for b in harness.store.builds if b["name"] == "locust")))
+    (wheel,) = (context / "wheels" / "lab").glob("*.whl")
+    assert wheel.name == "lab-0.1.0-py3-none-any.whl"
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        record = archive.read("lab-0.1.0.dist-info/RECORD").decode()
+        entry_points = archive.read("lab-0.1.0.dist-info/entry_points.txt").decode()
+        assert archive.read("lab/load/locustfile.py") == b"# users\n"
+    assert "lab/provider/server.py" in names
+    assert [n for n in names if n.startswith("lab/images/")] == []
+    assert "lab = lab.cli:main" in entry_points
+    recorded = {line.split(",")[0] for line in record.splitlines()}
+    assert recorded == set(names)
+    assert all(re.fullmatch(r"[^,]+,sha256=[\w-]{43},\d+", line) for line in record.splitlines()[:-1])
+
+
+def test_an_installed_distribution_reuses_its_images_until_its_files_or_metadata_change(
+    installed_harness: Harness, installed: InstalledMetadata
+) -> None:
+    harness = installed_harness
+    first = harness.ensure()
+    assert harness.ensure() == first
+    assert harness.store.builds == []
+    metadata_file = Path(str(installed.dist.locate_file("lab-0.1.0.dist-info/METADATA")))
+    metadata_file.write_text(METADATA.replace("Version: 0.1.0", "Version: 0.1.1"))
+    second = harness.ensure()
+    assert harness.store.built_names() == ["provider", "gateway", "locust"]
+    assert second.toxiproxy == first.toxiproxy
+
+
+def test_discover_uses_the_checkout_this_code_runs_from(tmp_path: Path) -> None:
+    layout = Layout.discover({"LAB_CACHE_DIR": str(tmp_path / "cache")})
+    assert isinstance(layout.project, CheckoutMetadata)
+    assert layout.package == IMAGES_DIR.parent
+    assert layout.cache == tmp_path / "cache"
+    assert layout.cargo_target == IMAGES_DIR / "toxiproxy" / "server" / "target"
+
+
+def test_discover_names_a_project_dir_that_is_not_a_checkout(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match=rf"LAB_PROJECT_DIR: {re.escape(str(tmp_path))} is not a lab source"):
+        Layout.discover({"LAB_PROJECT_DIR": str(tmp_path)})
+
+
+def test_a_checkout_and_its_installed_distribution_ask_for_the_same_wheels(
+    tmp_path: Path, installed: InstalledMetadata
+) -> None:
+    """The same list either way (markers evaluated here), so both share a cached wheelhouse."""
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[project]\nname = "lab"\nversion = "0.1.0"\n'
+        'dependencies = ["aiohttp>=3.9", "uvloop>=0.19; sys_platform != \'win32\'"]\n'
+        "[project.optional-dependencies]\n"
+        'load = ["locust==2.47.0"]\nall = ["rich>=13", "lab[load]"]\n'
+    )
+    checkout = CheckoutMetadata(pyproject)
+    for extras in [(), ("load",), ("all",)]:
+        assert checkout.requirements(extras) == installed.requirements(extras)

@@ -1,0 +1,87 @@
+"""The lab's locustfile: HTTP users, WebSocket subscribers and the scenario's load shape, plus the
+Faults tab in the web UI. It ships in the package (`lab.load.LOCUSTFILE`): `lab run` and the Locust image
+start Locust with this file, the user-facing `locustfiles/scenario.py` imports it; by hand:
+
+    LAB_LOAD='{"users": 20, "duration": "2m", "subscribers": {"new_heads": 2}}' LAB_RUN_DIR=reports/manual \
+        locust -f locustfiles/scenario.py -H http://127.0.0.1:4000
+
+The shape (steady, ramp, spike, step) and the run's length come from LAB_LOAD; Locust's -u/-r/-t are
+ignored when a shape is present (that is Locust's rule for shapes). Without LAB_LOAD there is no shape:
+the web UI's (or -u/-r's) user count drives, HTTP users plus the subscribers LAB_LOAD_NEW_HEADS and
+LAB_LOAD_LOGS ask for (none unless asked: they would otherwise take a share of the users).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import orjson
+from locust import LoadTestShape, events
+
+from lab.load import STARTED_MARKER, ws_user
+from lab.load.http_user import LOAD, SETTINGS, JsonRpcUser
+from lab.load.shape import users_at
+
+__all__ = ["JsonRpcUser", "LabShape"]
+
+if ws_user.CONFIGURED:  # Locust runs the User classes it finds in this module
+    NewHeadsSubscriber, LogsSubscriber = ws_user.NewHeadsSubscriber, ws_user.LogsSubscriber
+    __all__ += ["LogsSubscriber", "NewHeadsSubscriber"]
+
+
+class LabShape(LoadTestShape):
+    """The scenario's load shape; subscribers come on top of the HTTP users. Only with LAB_LOAD (as
+    `lab run` sets it): by hand without it, the web UI's user count and spawn rate drive."""
+
+    abstract = not os.environ.get("LAB_LOAD")
+
+    def tick(self) -> tuple[int, float] | None:
+        wanted = users_at(LOAD, self.get_run_time())
+        if wanted is None:
+            return None
+        users, spawn_rate = wanted
+        return users + LOAD.subscribers.total, spawn_rate
+
+
+@events.test_start.add_listener
+def _mark_start(environment: Any, **_: Any) -> None:
+    """Tell `lab run` when the load started: fault offsets count from here (first writer wins)."""
+    if SETTINGS.run_dir is None:
+        return
+    marker = SETTINGS.run_dir / STARTED_MARKER
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with marker.open("xb") as fh:
+            fh.write(orjson.dumps({"ts": time.time(), "pid": os.getpid()}))
+    except FileExistsError:
+        pass
+
+
+@events.init.add_listener
+def _manual_manifest(environment: Any, **_: Any) -> None:
+    """By hand (no `lab run`, so no manifest yet), a minimal manifest makes the record analysable with
+    `lab report` (no SLOs: the figures, no verdict). First writer wins; `lab run` writes its own first."""
+    if SETTINGS.run_dir is None:
+        return
+    SETTINGS.run_dir.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "run_id": SETTINGS.run_dir.name,
+        "scenario": {"name": "manual", "description": "a Locust session by hand (web UI or CLI)"},
+        "load": orjson.loads(LOAD.model_dump_json()),
+        "created": time.time(),
+    }
+    try:
+        with (SETTINGS.run_dir / "manifest.json").open("xb") as fh:
+            fh.write(orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    except FileExistsError:
+        pass
+
+
+@events.init.add_listener
+def _faults_tab(environment: Any, web_ui: Any = None, **_: Any) -> None:
+    if web_ui is not None:
+        from lab.webui import install_faults_tab
+
+        install_faults_tab(web_ui, run_dir=SETTINGS.run_dir)
