@@ -26,6 +26,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lab images  # built here, not under a test's time limit (a cold build takes minutes)
 	$(BIN)/pytest -m "not battle"
 
 lint: $(STAMP)
