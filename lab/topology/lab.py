@@ -6,10 +6,11 @@ transport (`<id>_http`, `<id>_ws`), and the gateway's configuration points every
 Toxiproxy listener. From the host, everything is reached through ports published on 127.0.0.1 and
 allocated up front (`lab.topology.ports`).
 
-    spec = TopologySpec.with_providers(3)
-    with Lab(spec) as lab:
+    from lab.topology import Lab, TopologySpec
+
+    with Lab(TopologySpec.with_providers(3)) as lab:
         lab.rpc("eth_blockNumber")
-        with lab.faults.latency("p1", 200):
+        with lab.faults.apply({"type": "latency", "latency": "200ms"}, "p1"):
             ...
 """
 
