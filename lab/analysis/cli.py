@@ -27,6 +27,8 @@ _VERDICT_STYLE = {
     "improvement": "bold cyan",
     "no_change": "green",
     "no_data": "yellow",
+    "weak": "bold yellow",
+    "inconclusive": "bold yellow",
 }
 _baselines_option = click.option(
     "--baselines", "root", type=click.Path(path_type=Path), default="reports/baselines", show_default=True,
@@ -168,17 +170,21 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
 @click.argument("current", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: CURRENT).")
 @_baselines_option
-@click.option("--alpha", default=0.05, show_default=True, help="Significance level of the rank test.")
 @click.option(
-    "--rel-tol", default=0.05, show_default=True, help="Latency shifts below this fraction are noise."
-)
-@click.option("--abs-tol-ms", default=0.5, show_default=True, help="...and below this many ms.")
+    "--alpha", default=0.01, show_default=True, type=click.FloatRange(0, 0.5, min_open=True),
+    help="One-sided significance level per metric against the between-run noise.",
+)  # fmt: skip
 @click.option(
-    "--success-tol", default=0.001, show_default=True, help="Success-rate drops below this are noise."
-)
-@click.option("--resamples", default=2000, show_default=True, help="Bootstrap replicates.")
+    "--last", default=20, show_default=True, type=click.IntRange(min=1),
+    help="At most this many runs of a side (the newest): the window over the nightly history.",
+)  # fmt: skip
 @click.option(
-    "--max-sample", default=200_000, show_default=True, help="Latencies used per side (uniform sample)."
+    "--tolerance", "tolerances", multiple=True, metavar="NAME=VALUE",
+    help="Override a tolerance of the scenario's regression: section (success_rate, p50, p95, p99, "
+    "recovery_s, max_gap).",
+)  # fmt: skip
+@click.option(
+    "--max-sample", default=200_000, show_default=True, help="Latencies kept for the distribution plot."
 )
 @click.option("--seed", default=0, show_default=True)
 def compare_command(
@@ -187,35 +193,40 @@ def compare_command(
     out_dir: Path | None,
     root: Path,
     alpha: float,
-    rel_tol: float,
-    abs_tol_ms: float,
-    success_tol: float,
-    resamples: int,
+    last: int,
+    tolerances: tuple[str, ...],
     max_sample: int,
     seed: int,
 ) -> None:
-    """Compare CURRENT (a run directory) with BASELINE (a run directory, a baseline directory, or the
-    name of a scenario with a stored baseline). Exit code 1 on a regression."""
-    from lab.analysis.baseline import load_side, run_side
+    """Compare CURRENT with BASELINE, run against run. Each is a run directory, a directory of runs
+    (`lab run --repeat N --out DIR`, or the nightly history of summary files); BASELINE may also be a
+    baseline directory or the name of a scenario with a stored baseline. Exit code 1 on a regression: a
+    change larger than the between-run noise and the scenario's tolerance."""
+    import pydantic
+
+    from lab.analysis.baseline import load_side
     from lab.analysis.compare import CompareError, CompareSettings, compare
     from lab.analysis.compare_report import write_comparison
+    from lab.scenario.slos import RegressionSpec
 
     console = _console()
-    settings = CompareSettings(
-        alpha=alpha,
-        rel_tol=rel_tol,
-        abs_tol_ms=abs_tol_ms,
-        success_tol=success_tol,
-        resamples=resamples,
-        max_sample=max_sample,
-        seed=seed,
-    )
+    settings = CompareSettings(alpha=alpha, last=last, max_sample=max_sample, seed=seed)
     try:
-        base_side = load_side(baseline, settings, root)
-        current_side = run_side(current, settings)
+        if not current.is_dir():
+            raise RecordError(f"{current}: CURRENT must be a run directory or a directory of runs")
+        current_side = load_side(str(current), settings, root)
+        base_side = load_side(baseline, settings, root, scenario=current_side.scenario)
+        if tolerances:
+            overrides = dict(_name_value(t) for t in tolerances)
+            current_side.tolerances = RegressionSpec.model_validate(
+                {**current_side.tolerances.model_dump(), **overrides}
+            )
         result = compare(base_side, current_side, settings)
     except (RecordError, CompareError) as exc:
         _bad_input(console, str(exc))
+    except pydantic.ValidationError as exc:
+        problems = "; ".join(f"--tolerance {e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        _bad_input(console, problems)
     paths = write_comparison(result, base_side, current_side, out_dir or current)
     _print_comparison(console, result)
     for name, path in paths.items():
@@ -223,10 +234,18 @@ def compare_command(
     raise SystemExit(EXIT_VERDICT_FAILED if result["verdict"] == "regression" else EXIT_OK)
 
 
+def _name_value(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep:
+        raise RecordError(f"--tolerance {text}: expected NAME=VALUE")
+    return name.strip(), value.strip()
+
+
 def _print_comparison(console: Console, result: dict[str, Any]) -> None:
     from lab.analysis.compare_report import HEADERS, metric_rows
 
-    title = f"{result['scenario']}: {result['baseline']['run_id']} → {result['current']['run_id']}"
+    base, cur = result["baseline"], result["current"]
+    title = f"{result['scenario']}: {base['runs']} baseline run(s) → {cur['runs']} current run(s)"
     table = Table(title=escape(title), title_justify="left")
     for column in HEADERS[:-1]:
         table.add_column(column)
@@ -237,7 +256,9 @@ def _print_comparison(console: Console, result: dict[str, Any]) -> None:
         )
     console.print(table)
     verdict = result["verdict"]
-    console.print(f"[{_VERDICT_STYLE[verdict]}]{verdict.replace('_', ' ').upper()}[/]")
+    console.print(
+        f"[{_VERDICT_STYLE[verdict]}]{verdict.replace('_', ' ').upper()}[/]: {escape(result['explanation'])}"
+    )
 
 
 @click.group("baseline")
@@ -246,18 +267,18 @@ def baseline_command() -> None:
 
 
 @baseline_command.command("set")
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_baselines_option
 @click.option("--max-sample", default=200_000, show_default=True, help="Latencies kept (uniform sample).")
 @click.option("--seed", default=0, show_default=True)
-def baseline_set(run_dir: Path, root: Path, max_sample: int, seed: int) -> None:
-    """Make RUN_DIR the baseline of its scenario."""
+def baseline_set(run_dirs: tuple[Path, ...], root: Path, max_sample: int, seed: int) -> None:
+    """Make RUN_DIRS (runs of one scenario; several give the noise between runs) its baseline."""
     from lab.analysis.baseline import set_baseline
     from lab.analysis.compare import CompareSettings
 
     console = _console()
     try:
-        directory = set_baseline(run_dir, root, CompareSettings(max_sample=max_sample, seed=seed))
+        directory = set_baseline(list(run_dirs), root, CompareSettings(max_sample=max_sample, seed=seed))
     except RecordError as exc:
         _bad_input(console, str(exc))
     console.print(escape(f"baseline: {directory}"))
@@ -284,9 +305,10 @@ def baseline_list(root: Path) -> None:
     from lab.analysis.baseline import list_baselines
 
     console = _console()
-    table = Table("scenario", "run", "set at", "directory")
+    table = Table("scenario", "runs", "set at", "directory")
     for item in list_baselines(root):
-        cells = (item.get("scenario"), item.get("run_id"), item.get("set_at"), item["dir"])
+        runs = ", ".join(item.get("run_ids") or [str(item.get("run_id"))])
+        cells = (item.get("scenario"), runs, item.get("set_at"), item["dir"])
         table.add_row(*(escape(str(cell)) for cell in cells))
     console.print(table)
 

@@ -1,40 +1,50 @@
-"""Compare a run against a baseline, metric by metric: is it worse, better, or the same within noise?
+"""Compare runs of one scenario: is the current configuration worse, better, or the same within noise?
 
-Each side brings a uniform random sample (seeded, without replacement) of at most `max_sample` latencies
-of successful requests, its request counts and its summary. Judged metrics:
+The unit is the run. Thousands of requests of one run are not independent samples of "the gateway's
+latency": runs differ as wholes (machine load, scheduling, placement), and a test over requests sees only
+the within-run spread, so it calls the ordinary difference between two runs a regression. Here each run is
+reduced to one number per metric (from its summary), and a change is flagged only when it is larger than
+the **between-run noise** (estimated from repeated runs on either side, or from the nightly history used
+as the baseline) **and** than a practical tolerance (the scenario's `regression:` section).
 
-- latency (the whole distribution): Mann-Whitney U p-value, Hodges-Lehmann shift (current − baseline)
-  with its distribution-free confidence interval, Cliff's delta and the common-language effect size.
-  Regression when p < alpha, the interval lies above 0 and the shift exceeds the tolerance; improvement
-  mirrors it. The tolerance is max(rel_tol × baseline median, abs_tol_ms): shifts below it are noise.
-- p50 / p95 / p99: nearest-rank quantiles; confidence interval of the difference from bootstrap replicates
-  (drawn exactly from each quantile's bootstrap distribution, seeded). Regression when the interval lies
-  above 0 and the difference exceeds max(rel_tol × baseline value, abs_tol_ms).
-- success rate: over the seconds both runs cover, with an interval of the difference from a circular
-  moving-block bootstrap of per-second counts, blocks paired by time (failures cluster in time, and runs
-  of a scenario share its fault timeline). Regression when the interval lies below 0 and the drop
-  exceeds success_tol.
-- recovery (the slowest fault): one observation a side, so no statistics: regression when it grew by
-  more than max(recovery_rel_tol × baseline, recovery_abs_tol_s), or a recovered fault no longer recovers.
+Per metric, with baseline runs b_1..b_k and current runs c_1..c_l (latencies on a log scale, so changes
+are ratios):
+- d = mean(c) − mean(b);
+- s = the pooled within-side standard deviation (each side with ≥ 2 runs contributes its deviations from
+  its own mean), df = Σ (n_side − 1);
+- the noise margin = t(1 − alpha, df) · s · √(1/k + 1/l) (one-sided Student's t: a one-run current
+  against a history of k nights is the prediction interval of the next night);
+- regression when the worse-direction change exceeds both the margin and the tolerance; improvement
+  mirrors it; `inconclusive` when it exceeds the tolerance but not the noise (add runs); `weak` when
+  df = 0 (one run a side and no history: the noise is unknown, nothing is flagged); otherwise no_change.
 
-The overall verdict is regression when any metric regressed, improvement when one improved and none
-regressed, otherwise no change. A metric one side has no data for (no successful requests) is no_data;
-a side without any request cannot be compared at all (CompareError).
+Metrics: success_rate (absolute), p50/p95/p99 latency (relative), each fault's recovery time (per fault
+name, the slowest occurrence; a fault that never recovered counts as its observation window + 1 s, i.e.
+censored: longer than anything seen), and the largest subscription gap (a new gap is a regression once
+the baseline's runs show it does not happen by chance).
+
+Anchors: Kayenta judges a metric only when both a statistical test and an effect-size tolerance say so;
+Google's "rethinking variance" and Kalibera & Jones repeat at the level where the variance is (runs);
+MongoDB/Otava run E-Divisive over the CI history (`lab history`). With 3 vs 3 runs a Mann-Whitney test
+over runs cannot go below p = 0.1, so the test here is a t on run-level values with a pooled noise estimate
+that can borrow the history's degrees of freedom.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from scipy import stats
 
-from lab.analysis import twosample
+from lab.scenario.slos import RegressionSpec
 
-Verdict = Literal["regression", "improvement", "no_change"]
-COMPARE_SCHEMA = "lab.compare/1"
+Verdict = Literal["regression", "improvement", "no_change", "inconclusive", "weak", "no_data"]
+COMPARE_SCHEMA = "lab.compare/2"
 
 
 class CompareError(Exception):
@@ -43,46 +53,84 @@ class CompareError(Exception):
 
 @dataclass(frozen=True)
 class CompareSettings:
-    alpha: float = 0.05
-    confidence: float = 0.95
-    rel_tol: float = 0.05
-    abs_tol_ms: float = 0.5
-    success_tol: float = 0.001
-    recovery_rel_tol: float = 0.25
-    recovery_abs_tol_s: float = 2.0
-    resamples: int = 2000
-    block_s: int = 10
-    max_sample: int = 200_000
+    alpha: float = 0.01  # one-sided, per metric and direction
+    last: int = 20  # at most this many runs of a side (the newest): the nightly history's window
+    max_sample: int = 200_000  # latencies kept for the distribution plot
     seed: int = 0
 
 
 @dataclass
+class RunFigures:
+    """One run reduced to what the comparison needs."""
+
+    run_id: str
+    started: str
+    source: str
+    summary: dict[str, Any]
+
+
+@dataclass
 class Side:
-    """One side of a comparison: a run directory or a stored baseline."""
+    """One side of a comparison: one run, repeats of a run, a stored baseline, or the nightly history."""
 
     source: Path
     scenario: str
-    run_id: str
-    summary: dict[str, Any]
-    latency: np.ndarray  # sorted sample of successful requests' latencies (ms)
-    latency_population: int  # how many successful requests the sample was drawn from
-    per_second: np.ndarray  # shape (2, seconds): requests and ok requests sent in each second of the run
+    runs: list[RunFigures]
+    latency: np.ndarray | None = None  # sorted latency sample of the newest run (plot only)
+    tolerances: RegressionSpec = field(default_factory=RegressionSpec)
 
     @property
-    def requests(self) -> int:
-        return int(self.summary["requests"])
-
-    @property
-    def ok(self) -> int:
-        return int(self.summary["requests"] - self.summary["errors"])
+    def run_ids(self) -> list[str]:
+        return [r.run_id for r in self.runs]
 
 
-def latency_sample(latency_ok: np.ndarray, max_sample: int, seed: int) -> np.ndarray:
-    """Sorted uniform sample without replacement (all values when there are at most `max_sample`)."""
-    values = latency_ok[np.isfinite(latency_ok)]
-    if values.size > max_sample:
-        values = np.random.default_rng(seed).choice(values, size=max_sample, replace=False)
-    return np.sort(values)
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    log_scale: bool  # compare ratios (latency) rather than differences
+    higher_is_worse: bool
+    tolerance: Callable[[RegressionSpec], float]  # on the metric's scale (log of 1 + rel for log_scale)
+    value: Callable[[dict[str, Any]], float | None]
+    unit: str
+
+
+def _recovery_of(name: str) -> Callable[[dict[str, Any]], float | None]:
+    def value(summary: dict[str, Any]) -> float | None:
+        faults = [f for f in summary["faults"] if f["name"] == name]
+        if not faults:
+            return None
+        # censored: an unrecovered fault recovered later than its whole observation window
+        return max(
+            f["recovery_s"] if f["recovery_s"] is not None else f["horizon_s"] - f["start_s"] + 1.0
+            for f in faults
+        )
+
+    return value
+
+
+def _max_gap(summary: dict[str, Any]) -> float | None:
+    subscription = summary["subscription"]
+    return float(subscription["max_gap"]) if subscription["heads"] else None
+
+
+def metrics_for(runs: list[RunFigures]) -> list[Metric]:
+    latency = [
+        Metric(
+            f"{q}_ms", True, True, lambda t, q=q: math.log1p(getattr(t, q)),
+            lambda s, q=q: s["latency_ms"][q], "ms",
+        )
+        for q in ("p50", "p95", "p99")
+    ]  # fmt: skip
+    fault_names = sorted({f["name"] for r in runs for f in r.summary["faults"]})
+    return [
+        Metric("success_rate", False, False, lambda t: t.success_rate, lambda s: s["success_rate"], ""),
+        *latency,
+        *(
+            Metric(f"recovery_s[{n}]", False, True, lambda t: t.recovery_s, _recovery_of(n), "s")
+            for n in fault_names
+        ),
+        Metric("max_gap", False, True, lambda t: float(t.max_gap), _max_gap, "blocks"),
+    ]
 
 
 def compare(baseline: Side, current: Side, settings: CompareSettings) -> dict[str, Any]:
@@ -92,203 +140,166 @@ def compare(baseline: Side, current: Side, settings: CompareSettings) -> dict[st
             f"current {current.scenario!r} ({current.source})"
         )
     for label, side in (("baseline", baseline), ("current", current)):
-        if not side.requests:
-            raise CompareError(f"the {label} run ({side.source}) recorded no requests: nothing to compare")
-    rng = np.random.default_rng(settings.seed)
-    metrics: list[dict[str, Any]] = []
-    if baseline.latency.size and current.latency.size:
-        metrics.append(_latency_distribution(baseline.latency, current.latency, settings))
-        for name, q in (("p50_ms", 0.50), ("p95_ms", 0.95), ("p99_ms", 0.99)):
-            metrics.append(_quantile(name, q, baseline.latency, current.latency, settings, rng))
+        if not side.runs:
+            raise CompareError(f"the {label} side ({side.source}) has no runs")
+        empty = [r.run_id for r in side.runs if not r.summary["requests"]]
+        if empty:
+            raise CompareError(
+                f"the {label} side ({side.source}): run {empty[0]} recorded no requests: nothing to compare"
+            )
+    tolerances = current.tolerances
+    metrics = [
+        judge_metric(m, baseline.runs, current.runs, tolerances, settings.alpha)
+        for m in metrics_for(baseline.runs + current.runs)
+    ]
+    judged = {m["verdict"] for m in metrics}
+    verdict: Verdict
+    if "regression" in judged:
+        verdict = "regression"
+    elif "inconclusive" in judged:
+        verdict = "inconclusive"
+    elif "weak" in judged:
+        verdict = "weak"
+    elif "improvement" in judged:
+        verdict = "improvement"
     else:
-        missing = "baseline" if not baseline.latency.size else "current"
-        metrics.append(_no_data("latency", f"the {missing} side has no successful requests"))
-    metrics.append(_success_rate(baseline, current, settings, rng))
-    if baseline.summary["faults"] and current.summary["faults"]:
-        metrics.append(_recovery(baseline.summary["faults"], current.summary["faults"], settings))
-    judged = [m["verdict"] for m in metrics]
-    verdict: Verdict = (
-        "regression" if "regression" in judged else "improvement" if "improvement" in judged else "no_change"
-    )
+        verdict = "no_change"
     return {
         "schema": COMPARE_SCHEMA,
         "scenario": current.scenario,
         "verdict": verdict,
+        "explanation": EXPLANATIONS[verdict],
         "baseline": _describe(baseline),
         "current": _describe(current),
         "settings": asdict(settings),
+        "tolerances": tolerances.model_dump(),
         "metrics": metrics,
-        "info": {key: [value, _info(current.summary)[key]] for key, value in _info(baseline.summary).items()},
     }
 
 
-def judge(difference: float, low: float, high: float, tolerance: float, higher_is_worse: bool) -> Verdict:
-    """Regression: the whole interval is on the worse side of 0 and the estimate beyond the tolerance."""
-    worse, worse_low, worse_high = (difference, low, high) if higher_is_worse else (-difference, -high, -low)
-    if worse_low > 0 and worse > tolerance:
-        return "regression"
-    if worse_high < 0 and worse < -tolerance:
-        return "improvement"
-    return "no_change"
+EXPLANATIONS: dict[Verdict, str] = {
+    "regression": "a metric got worse by more than the between-run noise and the tolerance",
+    "improvement": "a metric got better by more than the between-run noise and the tolerance; none got worse",
+    "no_change": "every change is within the between-run noise or the tolerance",
+    "inconclusive": (
+        "a change beyond the tolerance is within the between-run noise: not flagged; add runs "
+        "(lab run --repeat N) to decide"
+    ),
+    "weak": (
+        "WEAK VERDICT: one run on each side and no history, so the noise between runs is unknown and "
+        "nothing is flagged; repeat the runs (lab run --repeat N) or compare against the nightly history"
+    ),
+    "no_data": "no metric could be compared",
+}
 
 
-def _latency_distribution(x: np.ndarray, y: np.ndarray, settings: CompareSettings) -> dict[str, Any]:
-    rank = twosample.mann_whitney(x, y)
-    shift = twosample.hodges_lehmann(x, y, settings.confidence)
-    baseline_median = float(np.median(x))
-    tolerance = max(settings.rel_tol * baseline_median, settings.abs_tol_ms)
-    verdict = judge(shift.estimate, shift.low, shift.high, tolerance, higher_is_worse=True)
-    if rank.p_value >= settings.alpha:
-        verdict = "no_change"
-    return {
-        "name": "latency",
-        "method": "Mann-Whitney U, Hodges-Lehmann shift",
-        "baseline": baseline_median,
-        "current": float(np.median(y)),
-        "difference": shift.estimate,
-        "ci": [shift.low, shift.high],
-        "tolerance": tolerance,
-        "p_value": rank.p_value,
-        "cles": rank.cles,
-        "cliffs_delta": rank.cliffs_delta,
-        "relative": shift.estimate / baseline_median if baseline_median else None,
-        "verdict": verdict,
-        "detail": (
-            f"shift {shift.estimate:+.3g} ms [{shift.low:+.3g}, {shift.high:+.3g}], p={rank.p_value:.2g}, "
-            f"Cliff's δ={rank.cliffs_delta:+.3f}, tolerance ±{tolerance:.3g} ms"
-        ),
-    }
+def noise(groups: list[np.ndarray]) -> tuple[float, int]:
+    """Pooled standard deviation of the groups around their own means, and its degrees of freedom."""
+    usable = [g for g in groups if g.size >= 2]
+    df = sum(g.size - 1 for g in usable)
+    if df == 0:
+        return math.nan, 0
+    squares = sum(float(((g - g.mean()) ** 2).sum()) for g in usable)
+    return math.sqrt(squares / df), df
 
 
-def _quantile(
-    name: str, q: float, x: np.ndarray, y: np.ndarray, settings: CompareSettings, rng: np.random.Generator
+def judge_metric(
+    metric: Metric, base_runs: list[RunFigures], cur_runs: list[RunFigures], tol: RegressionSpec, alpha: float
 ) -> dict[str, Any]:
-    base, cur = twosample.nearest_rank(x, q), twosample.nearest_rank(y, q)
-    replicates = twosample.bootstrap_nearest_rank(
-        y, q, settings.resamples, rng
-    ) - twosample.bootstrap_nearest_rank(x, q, settings.resamples, rng)
-    low, high = twosample.percentile_interval(replicates, settings.confidence)
-    tolerance = max(settings.rel_tol * base, settings.abs_tol_ms)
-    verdict = judge(cur - base, low, high, tolerance, higher_is_worse=True)
-    return {
-        "name": name,
-        "method": "bootstrap (nearest-rank quantile)",
-        "baseline": base,
-        "current": cur,
-        "difference": cur - base,
-        "ci": [low, high],
-        "tolerance": tolerance,
-        "relative": (cur - base) / base if base else None,
-        "verdict": verdict,
-        "detail": (
-            f"{base:.4g} → {cur:.4g} ms ({cur - base:+.3g} [{low:+.3g}, {high:+.3g}]), "
-            f"tolerance ±{tolerance:.3g} ms"
-        ),
-    }
-
-
-def _success_rate(
-    baseline: Side, current: Side, settings: CompareSettings, rng: np.random.Generator
-) -> dict[str, Any]:
-    seconds = min(baseline.per_second.shape[1], current.per_second.shape[1])
-    base_counts, cur_counts = baseline.per_second[:, :seconds], current.per_second[:, :seconds]
-    base = base_counts[1].sum() / max(base_counts[0].sum(), 1)
-    cur = cur_counts[1].sum() / max(cur_counts[0].sum(), 1)
-    replicates = twosample.paired_block_bootstrap_rate_difference(
-        base_counts, cur_counts, settings.block_s, settings.resamples, rng
-    )
-    low, high = twosample.percentile_interval(replicates[np.isfinite(replicates)], settings.confidence)
-    verdict = judge(cur - base, low, high, settings.success_tol, higher_is_worse=False)
-    return {
-        "name": "success_rate",
-        "method": f"paired moving-block bootstrap ({settings.block_s} s blocks, first {seconds} s of both)",
-        "baseline": float(base),
-        "current": float(cur),
-        "difference": float(cur - base),
-        "ci": [low, high],
-        "tolerance": settings.success_tol,
-        "relative": None,
-        "verdict": verdict,
-        "detail": (
-            f"{base:.4%} → {cur:.4%} ({(cur - base) * 100:+.3f} pp [{low * 100:+.3f}, {high * 100:+.3f}])"
-        ),
-    }
-
-
-def per_second_counts(t: np.ndarray, ok: np.ndarray, duration_s: float) -> np.ndarray:
-    """(2, seconds) int64: requests and ok requests sent in each whole second from the run start."""
-    seconds = max(1, math.ceil(max(duration_s, float(t.max()) if t.size else 0.0)))
-    index = np.clip(np.floor(t).astype(np.int64), 0, seconds - 1)
-    return np.vstack([np.bincount(index, minlength=seconds), np.bincount(index[ok], minlength=seconds)])
-
-
-def _recovery(
-    base_faults: list[dict[str, Any]], cur_faults: list[dict[str, Any]], settings: CompareSettings
-) -> dict[str, Any]:
-    def slowest(faults: list[dict[str, Any]]) -> float:
-        values = [math.inf if f["recovery_s"] is None else f["recovery_s"] for f in faults]
-        return max(values)
-
-    base, cur = slowest(base_faults), slowest(cur_faults)
-    tolerance = (
-        max(settings.recovery_rel_tol * base, settings.recovery_abs_tol_s) if math.isfinite(base) else 0.0
-    )
-    if math.isinf(cur) and math.isinf(base):
-        verdict: Verdict = "no_change"
-    elif math.isinf(cur) or math.isinf(base):
-        verdict = "regression" if math.isinf(cur) else "improvement"
-    else:
-        verdict = judge(cur - base, cur - base, cur - base, tolerance, higher_is_worse=True)
-    return {
-        "name": "recovery_s",
-        "method": "single observation (slowest fault), no statistics",
-        "baseline": base if math.isfinite(base) else None,
-        "current": cur if math.isfinite(cur) else None,
-        "difference": None if math.isinf(base) or math.isinf(cur) else cur - base,
-        "ci": None,
-        "tolerance": tolerance,
-        "relative": None,
-        "verdict": verdict,
-        "detail": f"{_seconds(base)} → {_seconds(cur)}, tolerance ±{tolerance:.3g} s",
-    }
-
-
-def _no_data(name: str, why: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "method": "",
+    base = _values(metric, base_runs)
+    cur = _values(metric, cur_runs)
+    tolerance = metric.tolerance(tol)
+    row: dict[str, Any] = {
+        "name": metric.name,
+        "unit": metric.unit,
+        "scale": "log" if metric.log_scale else "linear",
+        "baseline_runs": base.tolist(),
+        "current_runs": cur.tolist(),
         "baseline": None,
         "current": None,
         "difference": None,
-        "ci": None,
-        "tolerance": None,
         "relative": None,
-        "verdict": "no_data",
-        "detail": f"not compared: {why}",
+        "noise_sd": None,
+        "df": 0,
+        "margin": None,
+        "tolerance": math.expm1(tolerance) if metric.log_scale else tolerance,
     }
+    if not base.size or not cur.size:
+        missing = "baseline" if not base.size else "current"
+        return {**row, "verdict": "no_data", "detail": f"not compared: no value on the {missing} side"}
+    bx, cx = (np.log(base), np.log(cur)) if metric.log_scale else (base, cur)
+    d = float(cx.mean() - bx.mean())
+    sd, df = noise([bx, cx])
+    margin = float(stats.t.ppf(1 - alpha, df)) * sd * math.sqrt(1 / bx.size + 1 / cx.size) if df else math.nan
+    worse = d if metric.higher_is_worse else -d
+    beyond_tolerance = abs(worse) > tolerance
+    verdict: Verdict
+    if df == 0:
+        verdict = "weak" if beyond_tolerance else "no_change"
+    elif beyond_tolerance and abs(worse) > margin:
+        verdict = "regression" if worse > 0 else "improvement"
+    elif beyond_tolerance and worse > 0:
+        verdict = "inconclusive"
+    else:
+        verdict = "no_change"
+    b_mean = float(np.exp(bx.mean())) if metric.log_scale else float(bx.mean())
+    c_mean = float(np.exp(cx.mean())) if metric.log_scale else float(cx.mean())
+    row.update(
+        baseline=b_mean,
+        current=c_mean,
+        difference=c_mean - b_mean,
+        relative=math.expm1(d) if metric.log_scale else None,
+        noise_sd=None if df == 0 else (math.expm1(sd) if metric.log_scale else sd),
+        df=df,
+        margin=None if df == 0 else (math.expm1(margin) if metric.log_scale else margin),
+        verdict=verdict,
+    )
+    row["detail"] = _detail(row, metric, bx.size, cx.size)
+    return row
 
 
-def _seconds(value: float) -> str:
-    return "not recovered" if math.isinf(value) else f"{value:.3g} s"
+def _values(metric: Metric, runs: list[RunFigures]) -> np.ndarray:
+    values = [metric.value(r.summary) for r in runs]
+    array = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=np.float64)
+    if metric.log_scale:
+        array = array[array > 0]
+    return array
 
 
-def _info(summary: dict[str, Any]) -> dict[str, Any]:
-    """Figures shown beside the verdicts but not judged."""
-    subscription, breakers = summary.get("subscription") or {}, summary.get("breakers") or {}
-    return {
-        "throughput_rps": summary.get("throughput_rps"),
-        "max_gap": subscription.get("max_gap"),
-        "missing_heads": subscription.get("missing"),
-        "breaker_opens": breakers.get("opens"),
-    }
+def _detail(row: dict[str, Any], metric: Metric, k: int, n: int) -> str:
+    runs = f"{k} vs {n} runs"
+    if metric.log_scale:
+        change = f"{row['relative']:+.1%}"
+        noise_text = (
+            "noise unknown" if not row["df"] else f"noise margin ±{row['margin']:.1%} (df {row['df']})"
+        )
+        tol = f"tolerance {row['tolerance']:.0%}"
+    else:
+        scale = 100 if metric.name == "success_rate" else 1
+        unit = " pp" if metric.name == "success_rate" else f" {metric.unit}"
+        change = f"{row['difference'] * scale:+.3g}{unit}"
+        noise_text = (
+            "noise unknown"
+            if not row["df"]
+            else f"noise margin ±{row['margin'] * scale:.3g}{unit} (df {row['df']})"
+        )
+        tol = f"tolerance {row['tolerance'] * scale:.3g}{unit}"
+    return f"{change}, {noise_text}, {tol}, {runs}"
 
 
 def _describe(side: Side) -> dict[str, Any]:
     return {
         "source": str(side.source),
-        "run_id": side.run_id,
-        "requests": side.requests,
-        "ok": side.ok,
-        "latency_sample": int(side.latency.size),
-        "latency_population": side.latency_population,
+        "runs": len(side.runs),
+        "run_ids": side.run_ids,
+        "run_id": side.runs[-1].run_id if side.runs else None,
+        "requests": [int(r.summary["requests"]) for r in side.runs],
     }
+
+
+def latency_sample(latency_ok: np.ndarray, max_sample: int, seed: int) -> np.ndarray:
+    """Sorted uniform sample without replacement (all values when there are at most `max_sample`)."""
+    values = latency_ok[np.isfinite(latency_ok)]
+    if values.size > max_sample:
+        values = np.random.default_rng(seed).choice(values, size=max_sample, replace=False)
+    return np.sort(values)

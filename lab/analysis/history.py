@@ -57,30 +57,44 @@ class RunEntry:
 
 
 def collect_runs(root: Path, scenario: str | None) -> tuple[str, list[RunEntry], list[str]]:
-    """The runs of one scenario under `root` (the only scenario there when None), oldest first."""
+    """The runs of one scenario under `root` (the only scenario there when None), oldest first: run
+    directories, and summary files (`*.json`, schema lab.summary/1: what the nightly history keeps)."""
     if not root.is_dir():
         raise RecordError(f"{root}: not a directory")
     notes: list[str] = []
-    by_scenario: dict[str, list[Path]] = {}
-    for path in sorted(p for p in root.iterdir() if (p / "manifest.json").exists()):
-        try:
-            name, _ = scenario_of(read_manifest(path), path / "manifest.json")
-        except RecordError as exc:
-            notes.append(f"skipped {path.name}: {exc}")
-            continue
-        by_scenario.setdefault(name, []).append(path)
+    by_scenario: dict[str, list[tuple[Path, dict[str, Any] | None]]] = {}
+    for path in sorted(root.iterdir()):
+        if (path / "manifest.json").exists():
+            try:
+                name, _ = scenario_of(read_manifest(path), path / "manifest.json")
+            except RecordError as exc:
+                notes.append(f"skipped {path.name}: {exc}")
+                continue
+            by_scenario.setdefault(name, []).append((path, None))
+        elif path.suffix == ".json" and path.is_file():
+            try:
+                summary = orjson.loads(path.read_bytes())
+            except orjson.JSONDecodeError:
+                notes.append(f"skipped {path.name}: not valid JSON")
+                continue
+            if isinstance(summary, dict) and summary.get("schema") == SUMMARY_SCHEMA:
+                by_scenario.setdefault(str(summary["scenario"]), []).append((path, summary))
     if scenario is None:
         if len(by_scenario) != 1:
             found = ", ".join(sorted(by_scenario)) or "none"
             raise RecordError(f"{root}: choose a scenario with --scenario (found: {found})")
         scenario = next(iter(by_scenario))
     entries = []
-    for path in by_scenario.get(scenario, []):
-        summary_path = path / "summary.json"
-        summary = orjson.loads(summary_path.read_bytes()) if summary_path.exists() else None
-        if not summary or summary.get("schema") != SUMMARY_SCHEMA:
-            summary = analyse(load_run(path)).summary
-            notes.append(f"analysed {path.name} on the fly (no current summary.json; `lab report` caches it)")
+    for path, known in by_scenario.get(scenario, []):
+        summary = known
+        if summary is None:
+            summary_path = path / "summary.json"
+            summary = orjson.loads(summary_path.read_bytes()) if summary_path.exists() else None
+            if not summary or summary.get("schema") != SUMMARY_SCHEMA:
+                summary = analyse(load_run(path)).summary
+                notes.append(
+                    f"analysed {path.name} on the fly (no current summary.json; `lab report` caches it)"
+                )
         started = datetime.fromisoformat(summary["started"]).timestamp()
         entries.append(RunEntry(path, summary["run_id"], started, summary))
     return scenario, sorted(entries, key=lambda e: (e.started, e.run_id)), notes

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +116,47 @@ class SyntheticRun:
     gateway_events: Sequence[Mapping[str, Any]] = ()  # "ts" relative to the run start; converted on write
     scenario: str = "synthetic"
     slos: Mapping[str, Any] | None = None
+    regression: Mapping[str, Any] | None = None  # the scenario's `regression:` tolerances
     seed: int = 0
     workers: int = 1
     part_seconds: float = 60.0  # each worker closes one part per this much run time (a real run: 1 s)
     write_ended: bool = True  # False: a run killed before it wrote its end time
+
+
+@dataclass(frozen=True)
+class RunToRun:
+    """How runs of one unchanged configuration differ as wholes (machine load, scheduling, placement):
+    each repeat gets its own median latency (log-normal around the plan's), its own base error rate and
+    error bursts that end a little earlier or later. The defaults are about what two real runs of a
+    short scenario on a 2-core machine show (p50 ±12 % between an A/A pair)."""
+
+    latency_sigma: float = 0.08  # standard deviation of log(median latency) between runs
+    error_rate_sd: float = 0.0005  # of the base error rate between runs (clipped at 0)
+    burst_jitter_s: float = 0.5  # each error burst ends up to this much later
+
+
+def repeats(plan: SyntheticRun, runs: int, seed: int, variation: RunToRun = RunToRun()) -> list[SyntheticRun]:
+    """`runs` repeats of `plan`, each with its own seed and its own run-to-run variation."""
+    rng = np.random.default_rng(seed)
+    plans = []
+    for index in range(runs):
+        bursts = [
+            replace(b, end_s=b.end_s + float(rng.uniform(0, variation.burst_jitter_s))) for b in plan.bursts
+        ]
+        plans.append(
+            replace(
+                plan,
+                seed=seed * 1_000 + index,
+                latency_median_ms=plan.latency_median_ms
+                * math.exp(variation.latency_sigma * rng.standard_normal()),
+                base_error_rate=max(
+                    0.0, plan.base_error_rate + variation.error_rate_sd * rng.standard_normal()
+                ),
+                bursts=bursts,
+                start_unix=plan.start_unix + index * 3_600,
+            )
+        )
+    return plans
 
 
 def breaker_events(
@@ -143,7 +180,11 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
     run.path.mkdir(parents=True, exist_ok=False)
     manifest: dict[str, Any] = {
         "run_id": run.path.name,
-        "scenario": {"name": plan.scenario, "slos": dict(plan.slos or {})},
+        "scenario": {
+            "name": plan.scenario,
+            "slos": dict(plan.slos or {}),
+            **({"regression": dict(plan.regression)} if plan.regression else {}),
+        },
         "seed": plan.seed,
         "started": plan.start_unix,
     }

@@ -16,7 +16,7 @@ from lab.scenario.models import (
     ScenarioProvider,
     ScenarioTopology,
 )
-from lab.scenario.slos import SLOSpec
+from lab.scenario.slos import RegressionSpec, SLOSpec
 from lab.scenario.timeline import Plan, PlanError, PlannedFault, SkippedFault, plan_timeline
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "PlanError",
     "PlannedFault",
     "Problem",
+    "RegressionSpec",
     "SLOSpec",
     "Scenario",
     "ScenarioError",

@@ -26,7 +26,7 @@ from pydantic import (
 from lab.durations import Duration
 from lab.faults.actions import AnyAction, any_action, on_change
 from lab.provider.specs import Behavior, Healthy
-from lab.scenario.slos import SLOSpec
+from lab.scenario.slos import RegressionSpec, SLOSpec
 
 Id = Annotated[
     str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="lower-case letters, digits, - and _")
@@ -278,6 +278,7 @@ class Scenario(StrictModel):
     load: LoadSpec = LoadSpec()
     faults: list[FaultEntry] = Field(default_factory=list)
     slos: SLOSpec = Field(default_factory=SLOSpec)
+    regression: RegressionSpec = Field(default_factory=RegressionSpec)
 
     @model_validator(mode="after")
     def _references(self) -> Scenario:

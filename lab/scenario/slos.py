@@ -1,4 +1,5 @@
-"""The scenario's service-level objectives (`slos:`); `lab.analysis.slo` checks a run against them."""
+"""The scenario's service-level objectives (`slos:`) and regression tolerances (`regression:`);
+`lab.analysis.slo` checks a run against the first, `lab.analysis.compare` uses the second."""
 
 from __future__ import annotations
 
@@ -25,3 +26,19 @@ class SLOSpec(BaseModel):
     breaker_opens: int | None = Field(
         default=None, ge=0, description="maximum breaker openings, all providers"
     )
+
+
+class RegressionSpec(BaseModel):
+    """Practical tolerances of `lab compare`: a change smaller than these is never a regression, however
+    significant. The defaults hold when the scenario has no `regression:` section."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    success_rate: float = Field(
+        default=0.005, ge=0.0, le=1.0, description="drop in success rate (0.005 = 0.5 pp)"
+    )
+    p50: float = Field(default=0.10, ge=0.0, description="relative increase of p50 latency (0.1 = +10 %)")
+    p95: float = Field(default=0.10, ge=0.0, description="relative increase of p95 latency")
+    p99: float = Field(default=0.20, ge=0.0, description="relative increase of p99 latency")
+    recovery_s: float = Field(default=2.0, ge=0.0, description="increase of a fault's recovery time (s)")
+    max_gap: int = Field(default=0, ge=0, description="increase of the largest subscription gap (blocks)")
