@@ -9,7 +9,7 @@ export TC_HOST ?= 127.0.0.1
 
 SCENARIO ?= toxics/production-chaos.yml
 
-.PHONY: lab test lint env clean
+.PHONY: lab test lint env clean nightly
 
 env: $(STAMP)
 
@@ -28,6 +28,10 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lab images  # built here, not under a test's time limit (a cold build takes minutes)
 	$(BIN)/pytest -m "not battle"
+
+# The nightly job, exactly as .github/workflows/nightly.yml runs it (NIGHTLY_SELECT=smoke: a part of it).
+nightly: $(STAMP)
+	$(BIN)/python .ci/nightly.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -113,14 +113,19 @@ def _max_gap(summary: dict[str, Any]) -> float | None:
     return float(subscription["max_gap"]) if subscription["heads"] else None
 
 
+def _latency_metric(q: str) -> Metric:
+    return Metric(
+        f"{q}_ms",
+        log_scale=True,
+        higher_is_worse=True,
+        tolerance=lambda t: math.log1p(getattr(t, q)),
+        value=lambda s: s["latency_ms"][q],
+        unit="ms",
+    )
+
+
 def metrics_for(runs: list[RunFigures]) -> list[Metric]:
-    latency = [
-        Metric(
-            f"{q}_ms", True, True, lambda t, q=q: math.log1p(getattr(t, q)),
-            lambda s, q=q: s["latency_ms"][q], "ms",
-        )
-        for q in ("p50", "p95", "p99")
-    ]  # fmt: skip
+    latency = [_latency_metric(q) for q in ("p50", "p95", "p99")]
     fault_names = sorted({f["name"] for r in runs for f in r.summary["faults"]})
     return [
         Metric("success_rate", False, False, lambda t: t.success_rate, lambda s: s["success_rate"], ""),

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import click
 
+from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
 from lab.run.manifest import DEFAULT_OUT
 from lab.scenario import parse_duration
 from lab.scenario.models import MAX_RUN_S, MAX_USERS
 
 MAX_WORKERS = 64
+MAX_REPEATS = 100
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -47,6 +49,9 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option("--workers", type=click.IntRange(min=1, max=MAX_WORKERS), default=1, show_default=True,
               help="Locust processes generating load (Locust's --processes).")  # fmt: skip
 @click.option("--no-report", is_flag=True, help="Skip the analysis at the end.")
+@click.option("--repeat", type=click.IntRange(min=1, max=MAX_REPEATS), default=1, show_default=True,
+              help="Run it this many times, one run directory each (for `lab compare`: the noise "
+              "between runs).")  # fmt: skip
 def run_command(
     scenario: Path,
     duration: float | None,
@@ -56,14 +61,30 @@ def run_command(
     out: Path,
     workers: int,
     no_report: bool,
+    repeat: int,
 ) -> None:
     """Run SCENARIO against a fresh lab and record everything under reports/<run-id>/.
 
-    Exit codes: 0 every SLO held, 1 an SLO missed, 2 bad input, 3 the lab failed, 130 interrupted.
+    Exit codes: 0 every SLO held, 1 an SLO missed, 2 bad input, 3 the lab failed, 130 interrupted;
+    with --repeat, the worst of the runs (bad input and an interrupt stop the repeats).
     """
     from rich.console import Console
 
     from lab.run.orchestrate import RunOptions, execute
 
     options = RunOptions(scenario, duration, users, gateway, seed, out, workers, report=not no_report)
-    sys.exit(execute(options, Console(stderr=True, soft_wrap=True)))  # messages stay whole lines
+    console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines
+    codes: list[int] = []
+    for number in range(1, repeat + 1):
+        if repeat > 1:
+            console.print(f"[bold]run {number} of {repeat}[/]", highlight=False)
+        codes.append(execute(options, console))
+        if codes[-1] in (EXIT_BAD_INPUT, EXIT_INTERRUPTED):
+            break
+    sys.exit(worst(codes))
+
+
+def worst(codes: list[int]) -> int:
+    """The exit code of several runs: interrupted, bad input, lab failed, verdict failed, ok."""
+    order = (EXIT_INTERRUPTED, EXIT_BAD_INPUT, EXIT_LAB_FAILED, EXIT_VERDICT_FAILED, EXIT_OK)
+    return next((code for code in order if code in codes), max(codes))

@@ -3,6 +3,7 @@ against the combined chaos. Minutes each; run nightly with `pytest -m battle`.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,9 +21,15 @@ SCENARIOS = sorted(p for p in (ROOT / "toxics").glob("*.yml"))
 WEAK_SETTINGS = {"retries": 0, "breaker": {"enabled": False}, "lag_check": False, "gap_filling": False}
 
 
-def run_scenario(scenario: Path, out: Path) -> tuple[int, dict]:
+def record_dir(tmp_path: Path, name: str) -> Path:
+    """Where a battle run's record goes: under $LAB_BATTLE_OUT when set (the nightly keeps them)."""
+    kept = os.environ.get("LAB_BATTLE_OUT")
+    return Path(kept) / name if kept else tmp_path / name
+
+
+def run_scenario(scenario: Path, out: Path, *args: str) -> tuple[int, dict]:
     proc = subprocess.run(
-        [sys.executable, "-m", "lab", "run", str(scenario), "--out", str(out)],
+        [sys.executable, "-m", "lab", "run", str(scenario), "--out", str(out), *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -37,7 +44,7 @@ def run_scenario(scenario: Path, out: Path) -> tuple[int, dict]:
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_reference_gateway_meets_every_shipped_scenarios_slos(scenario: Path, tmp_path: Path) -> None:
-    code, summary = run_scenario(scenario, tmp_path)
+    code, summary = run_scenario(scenario, record_dir(tmp_path, scenario.stem))
     failed = [c for c in summary["slo"]["checks"] if c["status"] != "pass"]
     assert code == 0 and summary["slo"]["passed"], f"{scenario.name}: failed SLOs {failed}"
     assert summary["requests"] > 0
@@ -49,7 +56,39 @@ def test_weak_gateway_fails_the_combined_chaos(tmp_path: Path) -> None:
     scenario["topology"].setdefault("gateway", {})["settings"] = WEAK_SETTINGS
     weak = tmp_path / "production-chaos-weak.yml"
     weak.write_text(yaml.safe_dump(scenario))
-    code, summary = run_scenario(weak, tmp_path / "runs")
+    code, summary = run_scenario(weak, record_dir(tmp_path, "production-chaos-weak"))
     assert code == 1 and not summary["slo"]["passed"], (
         "the lab could not tell a weak gateway from a strong one"
     )
+
+
+def test_aa_splits_of_real_short_runs_raise_at_most_one_false_alarm(tmp_path: Path) -> None:
+    """Eight real runs of one configuration; ten 4-vs-4 splits of them compared with `lab compare`:
+    A/A comparisons, so a regression verdict is a false alarm."""
+    import random
+
+    runs_dir = record_dir(tmp_path, "smoke-aa")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lab", "run", str(ROOT / "toxics" / "smoke.yml"), "--out", str(runs_dir),
+         "--duration", "20s", "--repeat", "8"],
+        cwd=ROOT, capture_output=True, text=True, timeout=1100,
+    )  # fmt: skip
+    runs = sorted(p.parent for p in runs_dir.glob("*/summary.json"))
+    assert len(runs) == 8, proc.stderr[-3000:]
+    rng = random.Random(0)
+    alarms = []
+    for split in range(10):
+        chosen = set(rng.sample(range(8), 4))
+        sides = {"a": tmp_path / f"split{split}-a", "b": tmp_path / f"split{split}-b"}
+        for index, run in enumerate(runs):
+            side = sides["a"] if index in chosen else sides["b"]
+            side.mkdir(exist_ok=True)
+            (side / run.name).symlink_to(run)
+        result = subprocess.run(
+            [sys.executable, "-m", "lab", "compare", str(sides["a"]), str(sides["b"])],
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert result.returncode in (0, 1), result.stdout[-3000:]
+        verdict = orjson.loads((sides["b"] / "compare.json").read_bytes())["verdict"]
+        alarms += [split] if verdict == "regression" else []
+    assert len(alarms) <= 1, alarms

@@ -95,3 +95,20 @@ def test_history_needs_a_scenario_when_several_are_present(tmp_path: Path) -> No
     assert result.exit_code == 2 and "a, b" in result.output
     result = CliRunner(env={"COLUMNS": "250"}).invoke(history_command, [str(tmp_path), "--scenario", "b"])
     assert result.exit_code == 0 and "1 runs" in result.output
+
+
+def test_history_reads_the_nightly_summary_files(tmp_path: Path) -> None:
+    from lab.analysis.baseline import run_summary
+
+    write_history(tmp_path / "runs", runs=12, slow_from=7)
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for run_dir in sorted((tmp_path / "runs").iterdir()):  # what the nightly keeps: summaries only
+        (kept / f"{run_dir.name}.json").write_bytes(orjson.dumps(run_summary(run_dir)))
+    (kept / "notes.json").write_text("{}")  # not a summary: ignored
+    out = tmp_path / "history.json"
+    args = [str(kept), "--json", str(out), "--permutations", "99", "--fail-on-regression"]
+    result = CliRunner(env={"COLUMNS": "250"}).invoke(history_command, args)
+    assert result.exit_code == 1, result.output
+    changes = orjson.loads(out.read_bytes())["metrics"]["p50_ms"]["change_points"]
+    assert [c["run_id"] for c in changes] == ["night-07"]

@@ -293,3 +293,26 @@ def test_a_binary_gateway_file_is_bad_input(tmp_path: Path) -> None:
     with pytest.raises(BadInput, match=r"^--gateway: ") as info:
         prepare(RunOptions(SMOKE, gateway=str(binary), out=tmp_path))
     assert "\n" not in str(info.value)
+
+
+def test_repeat_runs_the_scenario_n_times_and_exits_with_the_worst(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    codes = iter([0, 1, 0])
+    calls: list[Path] = []
+
+    def fake_execute(options: orchestrate.RunOptions, console: object) -> int:
+        calls.append(options.out)
+        return next(codes)
+
+    monkeypatch.setattr(orchestrate, "execute", fake_execute)
+    result = CliRunner().invoke(run_command, [str(SMOKE), "--out", str(tmp_path), "--repeat", "3"])
+    assert result.exit_code == 1 and calls == [tmp_path] * 3
+    assert "run 3 of 3" in result.output
+
+
+def test_repeat_stops_at_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(orchestrate, "execute", lambda options, console: calls.append(1) or 2)
+    result = CliRunner().invoke(run_command, [str(SMOKE), "--out", str(tmp_path), "--repeat", "5"])
+    assert result.exit_code == 2 and len(calls) == 1

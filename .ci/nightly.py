@@ -1,0 +1,160 @@
+"""The nightly job, the same here (`make nightly`) and in .github/workflows/nightly.yml.
+
+1. The battle matrix: `pytest -m battle` (every shipped scenario against the reference gateway, the weak
+   gateway against the chaos, the soak), each run record under $NIGHTLY_OUT/runs, JUnit in junit/.
+2. Each run: complete? (its manifest says `completed` and it has a summary.json; otherwise INCOMPLETE).
+3. Each complete run against the history of its scenario ($NIGHTLY_HISTORY/<scenario>/*.json, the
+   newest summaries): `lab compare` (a regression = a change beyond the between-run noise of the history
+   and the scenario's tolerance; with no history the verdict is weak and passes). Then its summary joins
+   the history (the newest KEEP kept) and `lab history` reports the change points (shown, not failed on:
+   a change point is a question for a human; the failing verdict is the comparison's).
+4. summary.md (every verdict, then each run's summary.md and compare.md) into $OUT and, on GitHub, into
+   $GITHUB_STEP_SUMMARY.
+
+Exit 1 on a failed battle test (an SLO missed), an INCOMPLETE run or a regression; otherwise 0.
+
+Environment: NIGHTLY_OUT (default reports/nightly/<UTC time>), NIGHTLY_HISTORY (reports/nightly-history),
+NIGHTLY_KEEP (30), NIGHTLY_SELECT (a pytest -k expression: a part of the matrix, for trying it out).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class RunOutcome:
+    path: Path
+    scenario: str
+    run_id: str
+    complete: bool
+    slo: str  # PASS / FAIL / — (no summary)
+    compare: str = "—"  # the comparison's verdict
+
+
+def lab(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "lab"), *args], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def find_runs(runs_root: Path) -> list[RunOutcome]:
+    outcomes = []
+    for manifest_path in sorted(runs_root.rglob("manifest.json")):
+        run_dir = manifest_path.parent
+        manifest = json.loads(manifest_path.read_text())
+        summary_path = run_dir / "summary.json"
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        outcomes.append(
+            RunOutcome(
+                path=run_dir,
+                scenario=str((manifest.get("scenario") or {}).get("name") or run_dir.name),
+                run_id=str(manifest.get("run_id") or run_dir.name),
+                complete=manifest.get("outcome") == "completed" and summary is not None,
+                slo="—" if summary is None else ("PASS" if summary["slo"]["passed"] else "FAIL"),
+            )
+        )
+    return outcomes
+
+
+def judge_against_history(run: RunOutcome, history: Path, out: Path, keep: int) -> list[str]:
+    """Compare the run with its scenario's history, then add it; the markdown sections produced."""
+    sections = []
+    scenario_history = history / run.scenario
+    if any(scenario_history.glob("*.json")):
+        compared = out / "compare" / run.run_id
+        result = lab("compare", str(scenario_history), str(run.path), "--out", str(compared))
+        if result.returncode not in (0, 1):
+            run.compare = f"error (exit {result.returncode})"
+            sections.append(f"### {run.scenario}: compare failed\n\n```\n{result.stdout[-2000:]}\n```\n")
+        else:
+            run.compare = json.loads((compared / "compare.json").read_text())["verdict"]
+            shutil.copy(compared / "compare-junit.xml", out / "junit" / f"compare-{run.run_id}.xml")
+            sections.append((compared / "compare.md").read_text())
+    else:
+        run.compare = "first night (no history)"
+    scenario_history.mkdir(parents=True, exist_ok=True)
+    shutil.copy(run.path / "summary.json", scenario_history / f"{run.run_id}.json")
+
+    def started(path: Path) -> str:
+        return str(json.loads(path.read_text()).get("started", ""))
+
+    for old in sorted(scenario_history.glob("*.json"), key=started)[:-keep]:
+        old.unlink()
+    changes = lab("history", str(scenario_history), "--json", str(out / "history" / f"{run.scenario}.json"))
+    sections.append(
+        f"### {run.scenario}: change points over the history\n\n```\n{changes.stdout.strip()}\n```\n"
+    )
+    return sections
+
+
+def main() -> int:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = ROOT / os.environ.get("NIGHTLY_OUT", f"reports/nightly/{stamp}")
+    history = ROOT / os.environ.get("NIGHTLY_HISTORY", "reports/nightly-history")
+    keep = int(os.environ.get("NIGHTLY_KEEP", "30"))
+    select = os.environ.get("NIGHTLY_SELECT", "")
+    for sub in ("runs", "junit", "compare", "history"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+    subprocess.run([str(BIN / "lab"), "images"], cwd=ROOT, check=True)  # not under a test's time limit
+    pytest = [
+        str(BIN / "pytest"),
+        "-m",
+        "battle",
+        "tests/battle",
+        f"--junitxml={out / 'junit' / 'battle.xml'}",
+    ]
+    battle = subprocess.run(
+        [*pytest, *(["-k", select] if select else [])],
+        cwd=ROOT,
+        env={**os.environ, "LAB_BATTLE_OUT": str(out / "runs")},
+        check=False,
+    )
+
+    runs = find_runs(out / "runs")
+    sections: list[str] = []
+    for run in runs:
+        if run.complete:
+            sections += judge_against_history(run, history, out, keep)
+    incomplete = [r for r in runs if not r.complete]
+    regressions = [r for r in runs if r.compare == "regression"]
+    failed = battle.returncode != 0 or bool(incomplete) or bool(regressions) or not runs
+
+    lines = [
+        f"# Nightly {stamp}: {'FAILED' if failed else 'PASSED'}",
+        "",
+        "- battle tests: "
+        + ("passed" if battle.returncode == 0 else f"FAILED (pytest exit {battle.returncode})"),
+        f"- runs: {len(runs)}, incomplete: {len(incomplete)}, regressions: {len(regressions)}",
+        "",
+        "| scenario | run | complete | SLOs | against the history |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r.scenario} | `{r.run_id}` | {'yes' if r.complete else '**INCOMPLETE**'} | {r.slo} "
+            f"| {r.compare} |"
+            for r in runs
+        ),
+        "",
+        *((r.path / "summary.md").read_text() for r in runs if (r.path / "summary.md").exists()),
+        *sections,
+    ]
+    summary = "\n".join(lines) + "\n"
+    (out / "summary.md").write_text(summary)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as step_summary:
+            step_summary.write(summary)
+    print(f"nightly: {'FAILED' if failed else 'passed'}; summary: {out / 'summary.md'}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
