@@ -18,6 +18,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ from lab.analysis.synthetic import (
 PLAN = SyntheticRun(
     duration_s=60, rps=30, faults=[Fault("f", 20, 30)], bursts=[ErrorBurst(20, 22)], heads=HeadsPlan()
 )
-PLANTED = {
+PLANTED: dict[str, dict[str, Any]] = {
     "success_rate": {"base_error_rate": 0.01},
     "p95_ms": {"shifts": [LatencyShift(factor=1.25)]},
     "recovery_s[f]": {"bursts": [ErrorBurst(20, 27)]},
@@ -82,7 +83,7 @@ def main(trials: int) -> None:
                 for metric, change in PLANTED.items():
                     planted = side(
                         root / f"{k}-{trial}-{metric}", replace(PLAN, **change), n, seed=30_000 + trial
-                    )  # type: ignore[arg-type]
+                    )
                     verdicts = {m["name"]: m["verdict"] for m in compare(base, planted, settings)["metrics"]}
                     detected[metric] += verdicts[metric] == "regression"
             print(f"{mode}: A/A false alarms {false_alarms}/{trials} ({false_alarms / trials:.1%})")
