@@ -37,7 +37,14 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--users", type=click.IntRange(min=1, max=MAX_USERS), help="HTTP users instead of the scenario's."
 )
 @click.option(
-    "--gateway", "gateway", metavar="SPEC", help="Gateway profile (reference, lasso) or GatewaySpec file."
+    "--gateway", "gateway", metavar="NAME|FILE", help="A gateway adapter (`lab gateways`) or adapter file."
+)
+@click.option(
+    "--gateway-var",
+    "gateway_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable of the gateway adapter (repeatable), e.g. inter=500ms.",
 )
 @click.option(
     "--seed", type=int, help="Seed instead of the scenario's (random targets, probabilities, behaviours)."
@@ -52,6 +59,7 @@ def run_command(
     duration: float | None,
     users: int | None,
     gateway: str | None,
+    gateway_vars: tuple[str, ...],
     seed: int | None,
     out: Path,
     workers: int,
@@ -64,6 +72,13 @@ def run_command(
     from rich.console import Console
 
     from lab.run.orchestrate import RunOptions, execute
+    from lab.topology.adapters import SpecError, parse_variable
 
-    options = RunOptions(scenario, duration, users, gateway, seed, out, workers, report=not no_report)
+    try:
+        variables = dict(parse_variable(v) for v in gateway_vars)
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway-var") from None
+    options = RunOptions(
+        scenario, duration, users, gateway, seed, out, workers, report=not no_report, gateway_vars=variables
+    )
     sys.exit(execute(options, Console(stderr=True, soft_wrap=True)))  # messages stay whole lines

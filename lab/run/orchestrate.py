@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,7 @@ class RunOptions:
     out: Path = DEFAULT_OUT
     workers: int = 1
     report: bool = True
+    gateway_vars: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -70,12 +71,34 @@ def prepare(options: RunOptions) -> Prepared:
             users=options.users,
             seed=options.seed,
         )
-        topology = to_topology_spec(scenario, options.gateway, source)
+        topology = to_topology_spec(scenario, options.gateway, source, options.gateway_vars)
+        check_gateway(scenario, topology)
     except (ScenarioError, ScenarioTopologyError) as exc:
         raise BadInput(str(exc)) from None
     if options.workers < 1:
         raise BadInput("--workers must be at least 1")
     return Prepared(scenario, plan_timeline(scenario), topology)
+
+
+def check_gateway(scenario: Scenario, topology: TopologySpec) -> None:
+    """What the gateway's adapter must support for this scenario, and its configuration rendered once for
+    a lab of this shape (template errors name the line): ScenarioTopologyError before anything starts."""
+    from lab.topology import SpecError
+    from lab.topology.gateway_config import render_gateway_config
+    from lab.topology.ports import plan_ports
+
+    gateway = topology.gateway
+    if scenario.load.strategy is not None and gateway.paths.strategy is None:
+        raise ScenarioTopologyError(
+            f"load.strategy: the {gateway.name} gateway ({gateway.source}) has no strategy routes "
+            "(paths.strategy); leave the strategy out"
+        )
+    try:
+        render_gateway_config(
+            topology, plan_ports(topology, allocate=lambda n: list(range(20000, 20000 + n)))
+        )
+    except SpecError as exc:
+        raise ScenarioTopologyError(str(exc)) from None
 
 
 class Run:
@@ -98,6 +121,7 @@ class Run:
                 "users": options.users,
                 "seed": options.seed,
                 "gateway": options.gateway,
+                "gateway_vars": options.gateway_vars,
                 "workers": options.workers,
             },
             "plan": plan_rows(prepared.plan),
@@ -105,7 +129,7 @@ class Run:
             "versions": versions(),
             "git": git_revision(),
             "machine": machine(),
-            "gateway": prepared.topology.gateway.model_dump(mode="json"),
+            "gateway": gateway_record(prepared.topology.gateway),
             "outcome": "running",
             "started": None,
             "ended": None,
@@ -137,7 +161,13 @@ class Run:
         images = ensure_images(progress=self.progress)
         self.save(images=image_ids(images), lab_started=started)
         with Lab(self.prepared.topology, images=images, run_id=self.run_id, progress=self.progress) as lab:
-            self.save(endpoints=lab.endpoints.model_dump(mode="json"), lab_timings=dict(lab.timings))
+            gateway_image = {"ref": lab.gateway_image, "id": lab.image_id(lab.gateway_image or "")}
+            self.save(
+                images={**self.manifest["images"], "gateway": gateway_image},
+                gateway={**self.manifest["gateway"], "image": gateway_image},
+                endpoints=lab.endpoints.model_dump(mode="json"),
+                lab_timings=dict(lab.timings),
+            )
             self.under_load(lab)
         self.check_record()
 
@@ -200,6 +230,22 @@ class Run:
                 locust={**self.manifest.get("locust", {}), "exit_code": exit_code},
                 observers={o.name: o.report() for o in observers},
             )
+
+
+def gateway_record(gateway: Any) -> dict[str, Any]:
+    """What the manifest says of the gateway under test: the adapter, its variables and its rendered
+    paths (the image and its id are added once the lab has it)."""
+    return {
+        "adapter": gateway.name,
+        "adapter_file": gateway.source,
+        "description": gateway.description,
+        "tested": gateway.tested,
+        "admin_api": gateway.admin_api,
+        "variables": gateway.values,
+        "external": False,
+        "image": {"ref": gateway.image or (f"lab-{gateway.build}" if gateway.build else None), "id": None},
+        "spec": gateway.model_dump(mode="json"),
+    }
 
 
 def create_run_dir(out: Path, run_id: str) -> RunDir:

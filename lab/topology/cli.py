@@ -97,6 +97,46 @@ def up_command(
         _print_endpoints(endpoints)
 
 
+@click.command("gateways")
+@click.argument("adapter", required=False, metavar="[NAME|FILE]")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def gateways_command(adapter: str | None, as_json: bool) -> None:
+    """List the shipped gateway adapters; with NAME|FILE, check one and show its variables."""
+    from lab.topology.adapters import UNTESTED_NOTE, SpecError, load_adapter, shipped_adapters
+
+    names = [adapter] if adapter else list(shipped_adapters())
+    try:
+        specs = [load_adapter(name) for name in names]
+    except SpecError as exc:
+        click.echo(f"lab gateways: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "file": s.source,
+                "description": s.description,
+                "tested": s.tested,
+                "try": s.try_command,
+                "image": s.describe_image(),
+                "admin_api": s.admin_api,
+                "variables": {k: v.model_dump() for k, v in s.variables.items()},
+            }
+            for s in specs
+        ]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for spec in specs:
+        status = "tested here" if spec.tested else UNTESTED_NOTE
+        click.echo(f"{spec.name:<11} {spec.description} [{status}]")
+        click.echo(f"{'':<11} image {spec.describe_image()}; file {spec.source}")
+        if spec.try_command:
+            click.echo(f"{'':<11} try: {spec.try_command}")
+        if adapter:
+            for name, variable in spec.variables.items():
+                click.echo(f"{'':<11} var {name} = {variable.default!r}  {variable.description}")
+
+
 def _docker_client(command: str) -> Any:
     import docker
     from docker.errors import DockerException

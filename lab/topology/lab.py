@@ -139,6 +139,9 @@ class Lab:
         self.plan = plan_ports(self.spec)
         self.network_name = f"lab-{self.run_id}"
         self.endpoints = build_endpoints(self.spec, self.plan, self.run_id, self.network_name)
+        # Rendered now, so that a template error is bad input before any container starts.
+        self.gateway_config = render_gateway_config(self.spec, self.plan)
+        self.gateway_image: str | None = None  # the reference it ran from, once resolved at start
         self.timings: dict[str, float] = {}
         self._docker: Any = None
         self._network: LabNetwork | None = None
@@ -280,7 +283,7 @@ class Lab:
         images = self.images = self.images or _ensure_images(self._progress)
         self._step("images", t0)
         self._docker = docker.from_env()
-        gateway_image = self.spec.gateway.image or images.gateway
+        gateway_image = self.gateway_image = self._gateway_image(images)
         self._require_image(gateway_image)
         self._control = ControlClient()
         self._toxiproxy = ToxiproxyClient(LOOPBACK, self.plan.toxiproxy_api)
@@ -318,6 +321,23 @@ class Lab:
             chain=self.spec.chain,
             memory_total=lambda: int(self._docker.info()["MemTotal"]),
         )
+
+    def _gateway_image(self, images: Any) -> str:
+        """The gateway's image: the lab's reference gateway, an image of the lab's own Dockerfiles built
+        in the same mode as the rest (official base where a registry is reachable), or the adapter's."""
+        gateway = self.spec.gateway
+        if gateway.build is not None:
+            from lab.images import ensure_gateway_image
+
+            return str(ensure_gateway_image(gateway.build, progress=self._progress))
+        return gateway.image or images.gateway
+
+    def image_id(self, image: str) -> str | None:
+        """Docker's id of an image reference (None: unknown)."""
+        try:
+            return str(self._docker.images.get(image).id)
+        except Exception:
+            return None
 
     def _require_image(self, image: str) -> None:
         """Fail before anything starts when an image is neither here nor pullable (a custom gateway)."""
@@ -406,7 +426,8 @@ class Lab:
             image,
             self.spec.gateway,
             chain=self.spec.chain,
-            config=render_gateway_config(self.spec, self.plan).encode(),
+            chain_id=self.spec.chain_id,
+            config=self.gateway_config.encode(),
             host_port=self.plan.gateway,
             **self._container_options(GATEWAY_ALIAS, "gateway"),
         )
