@@ -389,7 +389,8 @@ def check_adapter(spec: GatewaySpec) -> None:
 
 
 def parse_variable(text: str) -> tuple[str, Any]:
-    """`NAME=VALUE` from the command line; VALUE read as YAML (2, true, 500ms, [a, b])."""
+    """`NAME=VALUE` from the command line; VALUE read as YAML (2, true, 500ms, [a, b]), except that only
+    true/false are booleans (YAML 1.1 would make nginx's `off` False)."""
     name, sep, raw = text.partition("=")
     if not sep or not name.strip():
         raise SpecError(f"--gateway-var {text!r}: expected NAME=VALUE")
@@ -397,4 +398,6 @@ def parse_variable(text: str) -> tuple[str, Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, bool) and raw.strip().lower() not in ("true", "false"):
+        value = raw.strip()
     return name.strip(), value
