@@ -273,7 +273,8 @@ def _template_line(exc: BaseException, filename: str) -> int | None:
 
 
 def _compile(name: str, text: str) -> jinja2.Template:
-    env = _ENV.overlay(loader=jinja2.DictLoader({name: text}))
+    # A filename, so that Jinja2 maps a rendering error's traceback to the template's lines.
+    env = _ENV.overlay(loader=jinja2.FunctionLoader(lambda _: (text, name, lambda: True)))
     try:
         return env.get_template(name)
     except jinja2.TemplateSyntaxError as exc:
