@@ -98,7 +98,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
 def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
     """The gateway under test as the manifest records it: adapter, image and id, external or not."""
     recorded = manifest.get("gateway") or {}
-    image = recorded.get("image") if isinstance(recorded.get("image"), dict) else {}
+    image: dict[str, Any] = recorded["image"] if isinstance(recorded.get("image"), dict) else {}
     if "adapter" not in recorded:  # a record from before adapters: the GatewaySpec itself
         image = (manifest.get("images") or {}).get("gateway") or {}
     return {
