@@ -47,6 +47,14 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Set a variable of the gateway adapter (repeatable), e.g. inter=500ms.",
 )
 @click.option(
+    "--gateway-url",
+    metavar="URL",
+    help="Drive a gateway you run (its JSON-RPC URL) against a `lab up --expose-providers` lab (--lab).",
+)
+@click.option(
+    "--lab", "lab_id", metavar="RUN_ID", help="With --gateway-url: the `lab up --expose-providers` lab."
+)
+@click.option(
     "--seed", type=int, help="Seed instead of the scenario's (random targets, probabilities, behaviours)."
 )
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
@@ -60,6 +68,8 @@ def run_command(
     users: int | None,
     gateway: str | None,
     gateway_vars: tuple[str, ...],
+    gateway_url: str | None,
+    lab_id: str | None,
     seed: int | None,
     out: Path,
     workers: int,
@@ -79,6 +89,7 @@ def run_command(
     except SpecError as exc:
         raise click.BadParameter(str(exc), param_hint="--gateway-var") from None
     options = RunOptions(
-        scenario, duration, users, gateway, seed, out, workers, report=not no_report, gateway_vars=variables
-    )
+        scenario, duration, users, gateway, seed, out, workers, report=not no_report, gateway_vars=variables,
+        gateway_url=gateway_url, lab_id=lab_id,
+    )  # fmt: skip
     sys.exit(execute(options, Console(stderr=True, soft_wrap=True)))  # messages stay whole lines
