@@ -5,8 +5,8 @@ their gateway. The lab must report what each configuration implies:
   so the error window lies between (fall - 1) × inter and fall × inter; with retries and redispatch, a
   refused connection is retried on another server: next to no errors.
 - nginx, `proxy_next_upstream off`: the cut server is tried again once `fail_timeout` has passed
-  (max_fails 1), and each try fails a request, so errors recur at least `fail_timeout` apart; with the default `error timeout`, a
-  refused connection goes to the next server: next to no errors.
+  (max_fails 1), and each try fails a request, so errors recur at least `fail_timeout` apart; with the
+  default `error timeout`, a refused connection goes to the next server: next to no errors.
 """
 
 from __future__ import annotations
