@@ -29,6 +29,7 @@ _COMMANDS: dict[str, str] = {
     "images": "lab.images.cli:command",
     "up": "lab.topology.cli:up_command",
     "down": "lab.topology.cli:down_command",
+    "gateways": "lab.topology.cli:gateways_command",
     "ps": "lab.topology.cli:ps_command",
     "run": "lab.run.cli:run_command",
     "scenario": "lab.scenario.cli:command",

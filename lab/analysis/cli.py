@@ -141,6 +141,9 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
         )
     console.print(table)
     lat = summary["latency_ms"]
+    from lab.analysis.report import gateway_line
+
+    console.print(escape(gateway_line(summary)))
     console.print(
         f"{summary['requests']:,} requests · success {r.pct(summary['success_rate'])} · "
         f"p50 {r.ms(lat['p50'])} · p95 {r.ms(lat['p95'])} · p99 {r.ms(lat['p99'])} · "

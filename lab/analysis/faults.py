@@ -169,6 +169,9 @@ def analyse_faults(
                 "time_to_first_error_s": float(t[after.start + failed_after[0]] - fault.start)
                 if failed_after.size
                 else None,
+                "error_window_s": float(t[after.start + failed_after[-1]] - t[after.start + failed_after[0]])
+                if failed_after.size
+                else 0.0,
                 "errors": errors,
                 "excess_errors": max(0, round(errors - expected)),
                 "recovery_status": status,

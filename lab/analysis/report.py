@@ -63,6 +63,20 @@ def overview_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
     ]
 
 
+def gateway_line(s: dict[str, Any]) -> str:
+    """The gateway under test in one line: adapter, image and id (or the external URL), variables."""
+    g = s.get("gateway") or {}
+    if not g:
+        return "gateway: not recorded"
+    if g["external"]:
+        where = f"external, at {g['url']} (a gateway the user runs; no image)"
+    else:
+        image_id = (g["image_id"] or "id unknown").removeprefix("sha256:")[:12]
+        where = f"image {g['image'] or '?'} ({image_id})"
+    variables = ", ".join(f"{k}={v}" for k, v in g["variables"].items() if k != "settings")
+    return f"gateway: {g['adapter']} · {where}" + (f" · {variables}" if variables else "")
+
+
 def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
     rows = []
     for f in s["faults"]:
@@ -76,6 +90,7 @@ def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
                 f"{r.pct(f['baseline']['success_rate'], 2)} / {r.ms(f['baseline']['latency_ms']['p95'])}",
                 f"{r.pct(f['during']['success_rate'], 2)} / {r.ms(f['during']['latency_ms']['p95'])}",
                 r.secs(f["time_to_first_error_s"]),
+                r.secs(f.get("error_window_s")),
                 f"{f['errors']:,} ({f['excess_errors']:,} excess)",
                 (
                     r.secs(f["recovery_s"]) if status == "recovered" else status.replace("_", " "),
@@ -110,7 +125,7 @@ FAILED_FAULTS_NOTE = "Faults that could not be applied (no window: not analysed,
 
 FAULT_HEADERS = (
     "fault", "action → target", "window", "baseline ok / p95", "during ok / p95", "first error",
-    "errors", "recovery", "after end", "drained", "returned",
+    "error window", "errors", "recovery", "after end", "drained", "returned",
 )  # fmt: skip
 
 
@@ -169,6 +184,7 @@ def report_html(analysis: Analysis) -> str:
         f"{'PASS' if passed else 'FAIL'}</span></h1>",
         f"<p class='meta'>run <code>{r.escape(s['run_id'])}</code> · started {r.escape(s['started'])} · "
         f"{r.secs(s['duration_s'])} · {r.escape(s['run_dir'])}</p>",
+        f"<p class='meta'>{r.escape(gateway_line(s))}</p>",
     ]
     if s["warnings"]:
         parts.append(
@@ -226,6 +242,12 @@ def _failover_html(s: dict[str, Any]) -> str:
         if rows
         else "<p>No serving provider was recorded.</p>"
     )
+    if s["failover"].get("unattributed"):
+        out += (
+            f"<p>{s['failover']['unattributed']:,} successful requests are unattributed: the gateway's "
+            "response did not say which provider served them (no routing metadata, no X-Lab-Provider "
+            "passed through).</p>"
+        )
     if attempts["requests"]:
         dist = ", ".join(f"{k}: {v:,}" for k, v in attempts["distribution"].items())
         out += (
@@ -237,6 +259,8 @@ def _failover_html(s: dict[str, Any]) -> str:
 
 def _breakers_html(s: dict[str, Any]) -> str:
     b = s["breakers"]
+    if b.get("unknown"):
+        return f"<p>Not known: {r.escape(b['unknown'])}.</p>"
     if b["opens"] is None:
         return "<p>No gateway events were recorded (no gateway_events.jsonl).</p>"
     rows = [
@@ -289,6 +313,8 @@ def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
     verdict = "PASS" if s["slo"]["passed"] else "FAIL"
     lines = [
         f"## {verdict}: {s['scenario']} (run `{s['run_id']}`)",
+        "",
+        gateway_line(s),
         "",
         r.markdown_table(("SLO", "objective", "verdict", "measured"), slo_rows(s)),
         "",

@@ -152,7 +152,9 @@ def _recovery(threshold: float, s: dict[str, Any]) -> SLOCheck:
 
 def _breaker_opens(threshold: float, s: dict[str, Any]) -> SLOCheck:
     opens = s["breakers"]["opens"]
-    missing = "no gateway_events.jsonl in the record: breaker activity unknown"
+    missing = s["breakers"].get("unknown") or (
+        "no gateway_events.jsonl in the record: breaker activity unknown"
+    )
     return _at_most("breaker_opens", f"breaker openings ≤ {int(threshold)}", threshold, opens, missing)
 
 

@@ -48,12 +48,21 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             requests, fault, fault_summary["horizon_s"], fault_summary["baseline"]["from_s"], settings.step_s
         )
     providers = failover.provider_table(requests)
+    gateway = gateway_of(run.manifest)
+    breakers = analyse_breakers(run.gateway_events, run.duration)
+    if not gateway["admin_api"] and run.gateway_events is None:
+        breakers["unknown"] = (
+            f"the {gateway['adapter']} gateway has no admin API the lab can read: its breakers (if any) "
+            "cannot be seen from outside; failover shows in the provider shares"
+        )
+    served = requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
         "run_id": run.run_id,
         "scenario": run.scenario_name,
         "run_dir": str(run.path.resolve()),
         "started": datetime.fromtimestamp(run.t0, UTC).isoformat(),
+        "gateway": gateway,
         "duration_s": run.duration,
         **overall,
         "methods": per_method(requests, run.duration),
@@ -73,8 +82,9 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         "failover": {
             "providers": providers,
             "attempts": failover.attempts_summary(requests["attempts"].to_numpy()),
+            "unattributed": int(served.sum()),  # ok, but no response said which provider served
         },
-        "breakers": analyse_breakers(run.gateway_events, run.duration),
+        "breakers": breakers,
         "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
         "slos": run.slos.model_dump(exclude_none=True),
         "definitions": definitions(settings),
@@ -83,6 +93,23 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
     slo = evaluate(run.slos, summary)
     summary["slo"] = slo.to_dict()
     return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo)
+
+
+def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The gateway under test as the manifest records it: adapter, image and id, external or not."""
+    recorded = manifest.get("gateway") or {}
+    image: dict[str, Any] = recorded["image"] if isinstance(recorded.get("image"), dict) else {}
+    if "adapter" not in recorded:  # a record from before adapters: the GatewaySpec itself
+        image = (manifest.get("images") or {}).get("gateway") or {}
+    return {
+        "adapter": str(recorded.get("adapter") or recorded.get("kind") or "reference"),
+        "image": image.get("ref"),
+        "image_id": image.get("id"),
+        "external": bool(recorded.get("external")),
+        "url": recorded.get("url"),
+        "admin_api": bool(recorded.get("admin_api", True)),
+        "variables": recorded.get("variables") or {},
+    }
 
 
 def definitions(settings: RecoverySettings) -> dict[str, str]:
@@ -96,6 +123,7 @@ def definitions(settings: RecoverySettings) -> dict[str, str]:
             f"share; returned: its share is back to {failover.RETURNED_FRACTION:.0%} of baseline "
             f"({settings.step_s:g} s bins)"
         ),
+        "error_window": "a fault's first failed request to its last, until the next fault or the run end",
         "max_gap": "the longest run of consecutive block numbers a subscriber never received",
     }
 

@@ -6,6 +6,9 @@ Four images, from two Dockerfiles beside this code, each taking its base as `ARG
                              the project installed into a venv from wheels built on this host
   toxiproxy                  toxiproxy/Dockerfile: Toxiproxy's REST API on 8474
 
+and, on demand (a gateway adapter's `build:`), gateways under test: haproxy/Dockerfile, nginx/Dockerfile,
+FROM the official image where a registry is reachable, else Debian's package on the lab's base.
+
 Two paths to the bases. "official": the default of each Dockerfile's `ARG BASE_IMAGE` (a slim Python
 image, Shopify's Toxiproxy image), pulled from a registry. "bootstrap", for machines with no registry: a
 Debian base made here (debootstrap + `docker import`) for all four, with the lab's Toxiproxy-compatible
@@ -24,9 +27,17 @@ installed distribution alike (lab.images.wheels).
   cli.py          `lab images`
 """
 
-from lab.images.builder import ImageBuilder, Layout, Sources, ensure_images, prune_images
+from lab.images.builder import (
+    ImageBuilder,
+    Layout,
+    Sources,
+    ensure_gateway_image,
+    ensure_images,
+    prune_images,
+)
 from lab.images.debootstrap import BASE_REF, debian_mirror
 from lab.images.model import (
+    GATEWAY_IMAGES,
     IMAGE_NAMES,
     IMAGES_DIR,
     LABEL_HASH,
@@ -49,6 +60,7 @@ from lab.images.wheels import CheckoutMetadata, InstalledMetadata, project_requi
 
 __all__ = [
     "BASE_REF",
+    "GATEWAY_IMAGES",
     "IMAGES_DIR",
     "IMAGE_NAMES",
     "LABEL_HASH",
@@ -72,6 +84,7 @@ __all__ = [
     "content_hash",
     "debian_mirror",
     "dockerfile_base_default",
+    "ensure_gateway_image",
     "ensure_images",
     "project_requirements",
     "prune_images",

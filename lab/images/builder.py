@@ -18,6 +18,7 @@ from pathlib import Path
 
 from lab.images import cargo, debootstrap
 from lab.images.model import (
+    GATEWAY_IMAGES,
     IMAGE_NAMES,
     IMAGES_DIR,
     LABEL_HASH,
@@ -205,6 +206,33 @@ class ImageBuilder:
             self.store.tag(image_ref(name, hashes[name]), f"lab-{name}:latest")
         return ImageSet(mode=mode, **{name: image_ref(name, hashes[name]) for name in IMAGE_NAMES})
 
+    def ensure_gateway(self, name: str, requested: str, *, force: bool = False) -> str:
+        """A gateway image of the lab's Dockerfiles (lab/images/<name>/): FROM the official image where
+        a registry is reachable, else the lab's Debian base with the gateway from Debian's package."""
+        if name not in GATEWAY_IMAGES:
+            raise ImageError(f"no lab Dockerfile builds a gateway named {name!r} (known: {GATEWAY_IMAGES})")
+        official = dockerfile_base_default(self.layout.dockerfile(name))
+        mode = self.select_mode(requested, [official])
+        if mode == "official":
+            base = official
+        else:
+            base = debootstrap.ensure_base(
+                self.store,
+                self.shell,
+                cache=self.layout.cache,
+                progress=self.progress,
+                environ=self.environ,
+                clock=self.clock,
+                force=force,
+            )
+        digest = self.image_hash(name, mode, base, self._inspect_required(base).id, Sources({}))
+        if force or not self._is_built(name, digest):
+            self.docker_build(name, self._fresh_context(name), base, digest, nocache=force)
+        else:
+            self.progress(f"{name}: up to date ({image_ref(name, digest)})")
+        self.store.tag(image_ref(name, digest), f"lab-{name}:latest")
+        return image_ref(name, digest)
+
     # Mode --------------------------------------------------------------------------------------------
 
     def select_mode(self, requested: str, official_bases: Sequence[str]) -> str:
@@ -263,7 +291,7 @@ class ImageBuilder:
             parts.append(("python", python_tag().encode()))
             parts.extend(self.layout.project.hash_parts())
             parts.extend(tree_parts("lab", sources.lab))
-        elif mode == "bootstrap":
+        elif name == "toxiproxy" and mode == "bootstrap":
             parts.extend(cargo.binary_hash_parts(self.layout.server, self.environ))
         return content_hash(parts)
 
@@ -337,7 +365,7 @@ class ImageBuilder:
         """Untag the lab's images other than `keep` and the base; images in use by containers stay."""
         kept = (
             {getattr(keep, name) for name in IMAGE_NAMES}
-            | {f"lab-{n}:latest" for n in IMAGE_NAMES}
+            | {f"lab-{n}:latest" for n in (*IMAGE_NAMES, *GATEWAY_IMAGES)}
             | {debootstrap.BASE_REF}
         )
         removed: list[str] = []
@@ -393,6 +421,19 @@ def ensure_images(
     layout = Layout.discover()
     with _build_lock(layout.cache, report), docker_errors():
         return ImageBuilder(layout, DockerImageStore(), Shell(), report).ensure(requested, force=force)
+
+
+def ensure_gateway_image(
+    name: str, mode: str | None = None, *, progress: Progress | None = None, force: bool = False
+) -> str:
+    """Build (or reuse) the gateway image `name` of the lab's Dockerfiles (haproxy, nginx); its reference."""
+    requested = resolve_mode(mode)
+    report: Progress = progress or log.info
+    layout = Layout.discover()
+    with _build_lock(layout.cache, report), docker_errors():
+        return ImageBuilder(layout, DockerImageStore(), Shell(), report).ensure_gateway(
+            name, requested, force=force
+        )
 
 
 def prune_images(keep: ImageSet, *, progress: Progress | None = None) -> list[str]:

@@ -14,6 +14,9 @@ Progress = Callable[[str], None]
 MODES = ("auto", "official", "bootstrap")
 MODE_ENV = "LAB_IMAGE_MODE"
 IMAGE_NAMES = ("provider", "gateway", "locust", "toxiproxy")
+# Gateways under test that the lab builds from its own Dockerfiles (on demand, when an adapter names one
+# with `build:`): the official image as the base where a registry is reachable, else Debian's package.
+GATEWAY_IMAGES = ("haproxy", "nginx")
 # Python images -> the extras of the project they install besides its runtime dependencies. All three are
 # targets of one Dockerfile (python/Dockerfile); the image's name is its build target.
 PYTHON_IMAGES: dict[str, tuple[str, ...]] = {"provider": (), "gateway": (), "locust": ("load",)}

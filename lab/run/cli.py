@@ -39,7 +39,22 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--users", type=click.IntRange(min=1, max=MAX_USERS), help="HTTP users instead of the scenario's."
 )
 @click.option(
-    "--gateway", "gateway", metavar="SPEC", help="Gateway profile (reference, lasso) or GatewaySpec file."
+    "--gateway", "gateway", metavar="NAME|FILE", help="A gateway adapter (`lab gateways`) or adapter file."
+)
+@click.option(
+    "--gateway-var",
+    "gateway_vars",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Set a variable of the gateway adapter (repeatable), e.g. inter=500ms.",
+)
+@click.option(
+    "--gateway-url",
+    metavar="URL",
+    help="Drive a gateway you run (its JSON-RPC URL) against a `lab up --expose-providers` lab (--lab).",
+)
+@click.option(
+    "--lab", "lab_id", metavar="RUN_ID", help="With --gateway-url: the `lab up --expose-providers` lab."
 )
 @click.option(
     "--seed", type=int, help="Seed instead of the scenario's (random targets, probabilities, behaviours)."
@@ -57,6 +72,9 @@ def run_command(
     duration: float | None,
     users: int | None,
     gateway: str | None,
+    gateway_vars: tuple[str, ...],
+    gateway_url: str | None,
+    lab_id: str | None,
     seed: int | None,
     out: Path,
     workers: int,
@@ -71,8 +89,16 @@ def run_command(
     from rich.console import Console
 
     from lab.run.orchestrate import RunOptions, execute
+    from lab.topology.adapters import SpecError, parse_variable
 
-    options = RunOptions(scenario, duration, users, gateway, seed, out, workers, report=not no_report)
+    try:
+        variables = dict(parse_variable(v) for v in gateway_vars)
+    except SpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway-var") from None
+    options = RunOptions(
+        scenario, duration, users, gateway, seed, out, workers, report=not no_report, gateway_vars=variables,
+        gateway_url=gateway_url, lab_id=lab_id,
+    )  # fmt: skip
     console = Console(stderr=True, soft_wrap=True)  # messages stay whole lines
     codes: list[int] = []
     for number in range(1, repeat + 1):

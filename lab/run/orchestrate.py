@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,9 @@ class RunOptions:
     out: Path = DEFAULT_OUT
     workers: int = 1
     report: bool = True
+    gateway_vars: dict[str, Any] = field(default_factory=dict)
+    gateway_url: str | None = None  # a gateway the user runs, in front of the `lab_id` lab's providers
+    lab_id: str | None = None
 
 
 @dataclass
@@ -70,12 +73,58 @@ def prepare(options: RunOptions) -> Prepared:
             users=options.users,
             seed=options.seed,
         )
-        topology = to_topology_spec(scenario, options.gateway, source)
+        topology = to_topology_spec(scenario, options.gateway, source, options.gateway_vars)
+        check_gateway(scenario, topology)
     except (ScenarioError, ScenarioTopologyError) as exc:
         raise BadInput(str(exc)) from None
     if options.workers < 1:
         raise BadInput("--workers must be at least 1")
-    return Prepared(scenario, plan_timeline(scenario), topology)
+    plan = plan_timeline(scenario)
+    if options.gateway_url is not None:
+        check_external(options, plan)
+    return Prepared(scenario, plan, topology)
+
+
+def check_external(options: RunOptions, plan: Plan) -> None:
+    """An external gateway (--gateway-url) is the user's process: the lab can neither start, kill, pause
+    nor squeeze it, nor read breakers it does not publish. BadInput before anything starts."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(options.gateway_url or "")
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise BadInput(f"--gateway-url {options.gateway_url!r}: expected http://127.0.0.1:PORT/PATH")
+    if options.lab_id is None:
+        raise BadInput(
+            "--gateway-url needs --lab RUN_ID: the `lab up --expose-providers` lab it is pointed at"
+        )
+    for fault in plan.faults:
+        if fault.target == "gateway":
+            raise BadInput(
+                f"{options.scenario}: fault {fault.name} ({fault.kind}) targets the gateway, which is "
+                f"external (--gateway-url): the lab cannot do that to a process it did not start; "
+                "remove the fault or run the gateway through an adapter"
+            )
+
+
+def check_gateway(scenario: Scenario, topology: TopologySpec) -> None:
+    """What the gateway's adapter must support for this scenario, and its configuration rendered once for
+    a lab of this shape (template errors name the line): ScenarioTopologyError before anything starts."""
+    from lab.topology import SpecError
+    from lab.topology.gateway_config import render_gateway_config
+    from lab.topology.ports import plan_ports
+
+    gateway = topology.gateway
+    if scenario.load.strategy is not None and gateway.paths.strategy is None:
+        raise ScenarioTopologyError(
+            f"load.strategy: the {gateway.name} gateway ({gateway.source}) has no strategy routes "
+            "(paths.strategy); leave the strategy out"
+        )
+    try:
+        render_gateway_config(
+            topology, plan_ports(topology, allocate=lambda n: list(range(20000, 20000 + n)))
+        )
+    except SpecError as exc:
+        raise ScenarioTopologyError(str(exc)) from None
 
 
 class Run:
@@ -98,6 +147,7 @@ class Run:
                 "users": options.users,
                 "seed": options.seed,
                 "gateway": options.gateway,
+                "gateway_vars": options.gateway_vars,
                 "workers": options.workers,
             },
             "plan": plan_rows(prepared.plan),
@@ -105,7 +155,7 @@ class Run:
             "versions": versions(),
             "git": git_revision(),
             "machine": machine(),
-            "gateway": prepared.topology.gateway.model_dump(mode="json"),
+            "gateway": gateway_record(prepared.topology.gateway),
             "outcome": "running",
             "started": None,
             "ended": None,
@@ -134,11 +184,55 @@ class Run:
         from lab.topology import Lab
 
         started = time.time()
+        if self.options.gateway_url is not None:
+            self.execute_external(started)
+            return
         images = ensure_images(progress=self.progress)
         self.save(images=image_ids(images), lab_started=started)
         with Lab(self.prepared.topology, images=images, run_id=self.run_id, progress=self.progress) as lab:
-            self.save(endpoints=lab.endpoints.model_dump(mode="json"), lab_timings=dict(lab.timings))
+            gateway_image = {"ref": lab.gateway_image, "id": lab.image_id(lab.gateway_image or "")}
+            self.save(
+                images={**self.manifest["images"], "gateway": gateway_image},
+                gateway={**self.manifest["gateway"], "image": gateway_image},
+                endpoints=lab.endpoints.model_dump(mode="json"),
+                lab_timings=dict(lab.timings),
+            )
             self.under_load(lab)
+        self.check_record()
+
+    def execute_external(self, started: float) -> None:
+        """Load and faults through the user's gateway, in front of a `lab up --expose-providers` lab's
+        providers: the providers are set to the scenario's behaviours and reset first; the lab stays up."""
+        from lab.topology import Lab
+
+        assert self.options.gateway_url is not None and self.options.lab_id is not None
+        lab = Lab.attach(self.options.lab_id, gateway_url=self.options.gateway_url, progress=self.progress)
+        try:
+            lab_ids = [p.id for p in lab.spec.providers]
+            wanted = [p.id for p in self.prepared.topology.providers]
+            if lab_ids != wanted:
+                raise BadInput(
+                    f"lab {lab.run_id} has providers {', '.join(lab_ids)}; the scenario declares "
+                    f"{', '.join(wanted)} (start it with: lab up --expose-providers --scenario FILE)"
+                )
+            lab.faults.lift_all()
+            lab.toxiproxy.reset()
+            for provider in self.prepared.topology.providers:
+                url = lab.endpoints.providers[provider.id].control_url
+                lab.control.set_behavior(url, provider.behavior)
+                lab.control.reset_provider(url)
+            lab.wait_external_gateway(self.prepared.topology.startup_timeout_s)
+            gateway = {**self.manifest["gateway"], "external": True, "url": self.options.gateway_url}
+            gateway["image"] = {"ref": None, "id": None}
+            self.save(
+                lab_started=started,
+                gateway=gateway,
+                lab_id=lab.run_id,
+                endpoints=lab.endpoints.model_dump(mode="json"),
+            )
+            self.under_load(lab)
+        finally:
+            lab.stop()
         self.check_record()
 
     def check_record(self) -> None:
@@ -200,6 +294,22 @@ class Run:
                 locust={**self.manifest.get("locust", {}), "exit_code": exit_code},
                 observers={o.name: o.report() for o in observers},
             )
+
+
+def gateway_record(gateway: Any) -> dict[str, Any]:
+    """What the manifest says of the gateway under test: the adapter, its variables and its rendered
+    paths (the image and its id are added once the lab has it)."""
+    return {
+        "adapter": gateway.name,
+        "adapter_file": gateway.source,
+        "description": gateway.description,
+        "tested": gateway.tested,
+        "admin_api": gateway.admin_api,
+        "variables": gateway.values,
+        "external": False,
+        "image": {"ref": gateway.image or (f"lab-{gateway.build}" if gateway.build else None), "id": None},
+        "spec": gateway.model_dump(mode="json"),
+    }
 
 
 def create_run_dir(out: Path, run_id: str) -> RunDir:
@@ -272,7 +382,7 @@ def execute(options: RunOptions, console: Console) -> int:
         run.save(outcome="interrupted")
         console.print(f"[yellow]interrupted[/]; what was recorded is in {escape(str(run.run_dir.path))}")
         return EXIT_INTERRUPTED
-    except BadImageMode as exc:
+    except (BadImageMode, BadInput) as exc:
         run.save(outcome="failed", error=str(exc))
         error("error:", str(exc))
         return EXIT_BAD_INPUT

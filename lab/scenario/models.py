@@ -79,11 +79,19 @@ class ScenarioProvider(StrictModel):
 
 
 class ScenarioGateway(StrictModel):
-    """The gateway under test, as the scenario declares it; `lab run --gateway SPEC` replaces `spec`."""
+    """The gateway under test, as the scenario declares it; `lab run --gateway NAME|FILE` replaces `spec`
+    (and then the variables here, which belong to this adapter, are not used)."""
 
-    spec: str = Field(default="reference", description="'reference' (the lab's own gateway) or an image")
+    spec: str = Field(
+        default="reference",
+        description="a gateway adapter: a shipped one by name (`lab gateways`) or an adapter file",
+    )
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="the adapter's variables (e.g. HAProxy's inter, fall, retries)"
+    )
     settings: dict[str, Any] = Field(
-        default_factory=dict, description="gateway settings passed through (breaker thresholds, timeouts)"
+        default_factory=dict,
+        description="the reference gateway's settings (breaker thresholds, timeouts)",
     )
 
 

@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import zlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 if TYPE_CHECKING:
     from lab.scenario.models import Scenario
-    from lab.topology import TopologySpec
+    from lab.topology import GatewaySpec, TopologySpec
 
 
 class ScenarioTopologyError(ValueError):
@@ -18,21 +20,43 @@ class ScenarioTopologyError(ValueError):
     (or the `--gateway` option) and what was expected."""
 
 
-def to_topology_spec(scenario: Scenario, gateway: str | None, source: str) -> TopologySpec:
-    """The lab's TopologySpec for `scenario` (read from `source`); `gateway` (`lab run --gateway`)
-    replaces the scenario's gateway spec. Provider behaviours are seeded from the scenario's seed, so a
-    run can be repeated."""
-    from lab.provider.specs import dump_behavior
-    from lab.topology import ProviderSpec, SpecError, TopologySpec, load_gateway_spec
+def gateway_of(
+    scenario: Scenario, gateway: str | None, source: str, variables: Mapping[str, Any] | None = None
+) -> GatewaySpec:
+    """The scenario's gateway adapter with its variables, or `gateway` (`lab run --gateway NAME|FILE`)
+    instead; `variables` (`--gateway-var`) over both. The scenario's variables and settings are its
+    adapter's: they apply unless --gateway names another."""
+    from lab.topology import SpecError, load_adapter
+    from lab.topology.adapters import resolve_adapter_path
 
-    topology = scenario.topology
+    declared = scenario.topology.gateway
+    base_dir = Path(source).parent
     try:
-        gateway_spec = load_gateway_spec(gateway or topology.gateway.spec)
-    except (SpecError, OSError, ValueError) as exc:  # a file that is unreadable, binary, or not a spec
-        where = f"{source}: topology.gateway.spec" if gateway is None else "--gateway"
-        raise ScenarioTopologyError(f"{where}: {_one_line(exc)}") from None
-    settings = {**gateway_spec.settings, **topology.gateway.settings}
-    if settings and gateway_spec.kind == "reference":
+        same = gateway is None or resolve_adapter_path(gateway, base_dir) == resolve_adapter_path(
+            declared.spec, base_dir
+        )
+    except SpecError:
+        same = False
+    merged: dict[str, Any] = {}
+    if same:
+        merged.update(declared.variables)
+        if declared.settings:
+            merged["settings"] = {**merged.get("settings", {}), **declared.settings}
+    merged.update(variables or {})
+    where = f"{source}: topology.gateway" if gateway is None else "--gateway"
+    try:
+        spec = load_adapter(
+            gateway or declared.spec,
+            merged,
+            base_dir=base_dir,
+            variables_source=f"{source}: topology.gateway.variables" if same else "--gateway-var",
+        )
+    except (SpecError, OSError, ValueError) as exc:  # a file that is unreadable, binary, or not an adapter
+        message = _one_line(exc)
+        prefix = "" if message.startswith((source, "--gateway", str(base_dir))) else f"{where}: "
+        raise ScenarioTopologyError(f"{prefix}{message}") from None
+    settings = spec.values.get("settings")
+    if settings and spec.name == "reference":
         from lab.gateway.config import GatewaySettings
 
         try:
@@ -43,6 +67,20 @@ def to_topology_spec(scenario: Scenario, gateway: str | None, source: str) -> To
                 for e in exc.errors(include_url=False)
             )
             raise ScenarioTopologyError(f"{source}: {problems}") from None
+    return spec
+
+
+def to_topology_spec(
+    scenario: Scenario, gateway: str | None, source: str, variables: Mapping[str, Any] | None = None
+) -> TopologySpec:
+    """The lab's TopologySpec for `scenario` (read from `source`); `gateway` (`lab run --gateway`)
+    replaces the scenario's gateway adapter, `variables` (`--gateway-var`) set its variables. Provider
+    behaviours are seeded from the scenario's seed, so a run can be repeated."""
+    from lab.provider.specs import dump_behavior
+    from lab.topology import ProviderSpec, TopologySpec
+
+    topology = scenario.topology
+    gateway_spec = gateway_of(scenario, gateway, source, variables)
     providers = [
         ProviderSpec(
             id=p.id,
@@ -54,10 +92,7 @@ def to_topology_spec(scenario: Scenario, gateway: str | None, source: str) -> To
     ]
     try:
         return TopologySpec(
-            chain=topology.chain,
-            chain_id=topology.chain_id,
-            providers=providers,
-            gateway=gateway_spec.model_copy(update={"settings": settings}),
+            chain=topology.chain, chain_id=topology.chain_id, providers=providers, gateway=gateway_spec
         )
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]

@@ -2,6 +2,7 @@
 gateway under test, started with Testcontainers and torn down by label.
 
     specs.py           what a lab is made of (TopologySpec, ProviderSpec, GatewaySpec), loaded from files
+    adapters/          gateway adapters: one YAML file + one Jinja2 config template per gateway
     ports.py           every port, decided before any container starts (PortPlan)
     gateway_config.py  the gateway's configuration file, every upstream a Toxiproxy listener
     endpoints.py       where everything is, as seen from the host (Endpoints)
@@ -14,6 +15,7 @@ gateway under test, started with Testcontainers and torn down by label.
 
 from typing import TYPE_CHECKING, Any
 
+from lab.topology.adapters import AdapterError, load_adapter, shipped_adapters
 from lab.topology.endpoints import Endpoints
 from lab.topology.specs import (
     GatewaySpec,
@@ -44,6 +46,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "AdapterError",
     "Endpoints",
     "GatewaySpec",
     "Lab",
@@ -52,6 +55,8 @@ __all__ = [
     "RpcResult",
     "SpecError",
     "TopologySpec",
+    "load_adapter",
     "load_gateway_spec",
     "load_topology_spec",
+    "shipped_adapters",
 ]

@@ -31,6 +31,32 @@ def _print_endpoints(endpoints: Any) -> None:
         click.echo(f"provider {provider.id:<4} control {provider.control_url}   proxies {proxies}")
 
 
+def _print_exposed(lab: Any, host_config: str, config_out: str | None) -> None:
+    """The providers' Toxiproxy listeners on 127.0.0.1 as JSON, and the rendered configuration's file."""
+    from pathlib import Path
+
+    gateway = lab.spec.gateway
+    path = Path(config_out or f"{gateway.name}-{lab.run_id}.conf").resolve()
+    path.write_text(host_config)
+    endpoints = lab.endpoints
+    exposed = {
+        "run_id": lab.run_id,
+        "chain": lab.spec.chain,
+        "chain_id": lab.spec.chain_id,
+        "adapter": gateway.name,
+        "config_file": str(path),
+        "toxiproxy_url": endpoints.toxiproxy_url,
+        "providers": {
+            pid: {"http": p.proxy_urls["http"], "ws": p.proxy_urls["ws"], "control": p.control_url}
+            for pid, p in endpoints.providers.items()
+        },
+        "next": f"start your gateway with {path}, then: lab run SCENARIO --lab {lab.run_id} "
+        "--gateway-url http://127.0.0.1:PORT/PATH",
+        "remove": f"lab down --run-id {lab.run_id}",
+    }
+    click.echo(orjson.dumps(exposed, option=orjson.OPT_INDENT_2).decode())
+
+
 @click.command("up")
 @click.option(
     "--providers",
@@ -55,6 +81,28 @@ def _print_endpoints(endpoints: Any) -> None:
     default=None,
     help="A TopologySpec YAML/JSON file (replaces --providers; --gateway still applies if given).",
 )
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Take the providers (and gateway) from a scenario file, e.g. for `lab run --gateway-url` later.",
+)
+@click.option(
+    "--gateway-var", "gateway_vars", multiple=True, metavar="NAME=VALUE", help="Set an adapter variable."
+)
+@click.option(
+    "--expose-providers",
+    is_flag=True,
+    help="Start no gateway: print the providers' Toxiproxy listeners on 127.0.0.1 as JSON and render "
+    "the adapter's configuration for a gateway on the host (--config-out).",
+)
+@click.option(
+    "--config-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="With --expose-providers: where the rendered configuration goes (./<adapter>-<run id>.conf).",
+)
 @click.option("--run-id", default=None, help="Name the lab (default: a timestamp and random suffix).")
 @click.option("--json", "as_json", is_flag=True, help="Print the endpoints as one JSON object on stdout.")
 @click.pass_context
@@ -63,20 +111,40 @@ def up_command(
     provider_count: int,
     gateway_spec: str,
     topology_file: str | None,
+    scenario_file: str | None,
+    gateway_vars: tuple[str, ...],
+    expose_providers: bool,
+    config_out: str | None,
     run_id: str | None,
     as_json: bool,
 ) -> None:
     """Start a lab and leave it running; print its endpoints."""
     from lab.topology import Lab, LabError, SpecError, TopologySpec, load_gateway_spec, load_topology_spec
+    from lab.topology.adapters import parse_variable
 
+    gateway_given = ctx.get_parameter_source("gateway_spec") is not ParameterSource.DEFAULT
     try:
-        if topology_file is not None:
+        variables = dict(parse_variable(v) for v in gateway_vars)
+        if scenario_file is not None:
+            from lab.scenario import ScenarioError, load_scenario
+            from lab.scenario.topology import ScenarioTopologyError, to_topology_spec
+
+            try:
+                scenario = load_scenario(scenario_file)
+                spec = to_topology_spec(
+                    scenario, gateway_spec if gateway_given else None, scenario_file, variables
+                )
+            except (ScenarioError, ScenarioTopologyError) as exc:
+                raise SpecError(str(exc)) from None
+        elif topology_file is not None:
             spec = load_topology_spec(topology_file)
-            if ctx.get_parameter_source("gateway_spec") is not ParameterSource.DEFAULT:
-                spec = spec.model_copy(update={"gateway": load_gateway_spec(gateway_spec)})
+            if gateway_given or variables:
+                spec = spec.model_copy(update={"gateway": load_gateway_spec(gateway_spec, variables)})
         else:
-            spec = TopologySpec.with_providers(provider_count, gateway=load_gateway_spec(gateway_spec))
-        lab = Lab(spec, run_id=run_id, detached=True, progress=_progress)
+            gateway = load_gateway_spec(gateway_spec, variables)
+            spec = TopologySpec.with_providers(provider_count, gateway=gateway)
+        lab = Lab(spec, run_id=run_id, detached=True, progress=_progress, expose_providers=expose_providers)
+        host_config = lab.host_gateway_config() if expose_providers else None
     except (SpecError, ValueError) as exc:
         click.echo(f"lab up: {exc}", err=True)
         sys.exit(EXIT_BAD_INPUT)
@@ -91,10 +159,54 @@ def up_command(
         sys.exit(EXIT_LAB_FAILED)
     endpoints = lab.detach()
     _progress(f"up in {lab.timings.get('gateway ready', 0):.1f}s")
+    if expose_providers:
+        assert host_config is not None
+        _print_exposed(lab, host_config, config_out)
+        return
     if as_json:
         click.echo(orjson.dumps(endpoints.model_dump(), option=orjson.OPT_INDENT_2).decode())
     else:
         _print_endpoints(endpoints)
+
+
+@click.command("gateways")
+@click.argument("adapter", required=False, metavar="[NAME|FILE]")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def gateways_command(adapter: str | None, as_json: bool) -> None:
+    """List the shipped gateway adapters; with NAME|FILE, check one and show its variables."""
+    from lab.topology.adapters import UNTESTED_NOTE, SpecError, load_adapter, shipped_adapters
+
+    names = [adapter] if adapter else list(shipped_adapters())
+    try:
+        specs = [load_adapter(name) for name in names]
+    except SpecError as exc:
+        click.echo(f"lab gateways: {exc}", err=True)
+        sys.exit(EXIT_BAD_INPUT)
+    if as_json:
+        rows = [
+            {
+                "name": s.name,
+                "file": s.source,
+                "description": s.description,
+                "tested": s.tested,
+                "try": s.try_command,
+                "image": s.describe_image(),
+                "admin_api": s.admin_api,
+                "variables": {k: v.model_dump() for k, v in s.variables.items()},
+            }
+            for s in specs
+        ]
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    for spec in specs:
+        status = "tested here" if spec.tested else UNTESTED_NOTE
+        click.echo(f"{spec.name:<11} {spec.description} [{status}]")
+        click.echo(f"{'':<11} image {spec.describe_image()}; file {spec.source}")
+        if spec.try_command:
+            click.echo(f"{'':<11} try: {spec.try_command}")
+        if adapter:
+            for name, variable in spec.variables.items():
+                click.echo(f"{'':<11} var {name} = {variable.default!r}  {variable.description}")
 
 
 def _docker_client(command: str) -> Any:

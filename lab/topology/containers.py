@@ -351,43 +351,55 @@ class GatewayContainer(LabContainer):
     container, or (`config_delivery: mount`) bind-mounted read-only from a file that `stop()` removes."""
 
     def __init__(
-        self, image: str, gateway: GatewaySpec, *, chain: str, config: bytes, host_port: int, **options: Any
+        self,
+        image: str,
+        gateway: GatewaySpec,
+        *,
+        chain: str,
+        config: bytes,
+        host_port: int,
+        chain_id: int = 1,
+        **options: Any,
     ) -> None:
         if gateway.user is not None:
             options["user"] = gateway.user
         super().__init__(
             image,
-            env=gateway.rendered_env(),
-            command=gateway.rendered_command(),
+            env=gateway.rendered_env(chain, chain_id),
+            command=gateway.rendered_command(chain, chain_id),
             ports={gateway.port: host_port},
             **options,
         )
         self.gateway = gateway
         self.chain = chain
+        self.chain_id = chain_id
         self.config_dir: Path | None = None
-        if gateway.config_delivery == "copy":
-            self.with_copy_into_container(config, gateway.config_path)
+        config_path = gateway.config.path
+        if gateway.config.delivery == "copy":
+            self.with_copy_into_container(config, config_path)
         else:
             self.config_dir = Path(tempfile.mkdtemp(prefix=f"{options.get('name', 'lab')}-"))
             self.config_dir.chmod(0o755)  # readable by the gateway's non-root user
-            config_file = self.config_dir / Path(gateway.config_path).name
+            config_file = self.config_dir / Path(config_path).name
             config_file.write_bytes(config)
             config_file.chmod(0o644)
-            self.with_volume_mapping(config_file, gateway.config_path, "ro")
+            self.with_volume_mapping(config_file, config_path, "ro")
 
     @property
     def base_url(self) -> str:
         return self.url(self.gateway.port)
 
     @property
-    def health_url(self) -> str:
-        return self.base_url + self.gateway.health_path
+    def health_url(self) -> str | None:
+        path = self.gateway.ready.path
+        return None if path is None else self.base_url + path
 
     @property
     def rpc_url(self) -> str:
-        return self.base_url + self.gateway.rpc_path.format(chain=self.chain)
+        return self.base_url + self.gateway.rpc_path(self.chain, self.chain_id)
 
     def health_status(self) -> int:
+        assert self.health_url is not None
         return self._http.get(self.health_url, timeout=5).status_code
 
     def block_number(self) -> int | None:
@@ -398,15 +410,20 @@ class GatewayContainer(LabContainer):
         return jsonrpc.quantity(body.get("result")) if isinstance(body, dict) else None
 
     def _steps(self, timeout: float | None = None) -> list[ReadyWhen]:
+        steps = []
+        if self.health_url is not None:
+            steps.append(
+                self.ready_when(
+                    f"GET {self.health_url} answers 200",
+                    lambda c: c.health_status(),
+                    accept=lambda status: status == 200,
+                    timeout=timeout,
+                )
+            )
         return [
+            *steps,
             self.ready_when(
-                f"GET {self.health_url} answers 200",
-                lambda c: c.health_status(),
-                accept=lambda status: status == 200,
-                timeout=timeout,
-            ),
-            self.ready_when(
-                "eth_blockNumber answers through the gateway",
+                f"{self.gateway.ready.rpc} answers through the gateway ({self.rpc_url})",
                 lambda c: c.block_number(),
                 accept=lambda number: number is not None,
                 timeout=timeout,

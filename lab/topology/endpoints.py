@@ -3,6 +3,8 @@ container starts."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from pydantic import BaseModel
 
 from lab.topology.ports import LOOPBACK, PortPlan
@@ -29,26 +31,50 @@ class Endpoints(BaseModel):
     network: str
     chain: str
     chain_id: int
-    gateway_kind: str
+    gateway_kind: str  # the adapter's name
+    gateway_external: bool = False  # a gateway the user runs (`lab run --gateway-url`), not a lab container
     gateway_url: str
     gateway_rpc_url: str
     gateway_ws_url: str
     gateway_health_url: str
     gateway_events_url: str | None
+    gateway_strategy_path: str | None = None  # "/rpc/{strategy}/<chain>", where the gateway has one
+    gateway_provider_path: str | None = None  # "/rpc/provider/{provider}/<chain>", where it has one
     toxiproxy_url: str
     providers: dict[str, ProviderEndpoints]
 
     def rpc_url(self, *, strategy: str | None = None, provider: str | None = None) -> str:
         """The gateway's HTTP route for a strategy (`/rpc/<strategy>/<chain>`) or a provider override."""
         if provider is not None:
-            return f"{self.gateway_url}/rpc/provider/{provider}/{self.chain}"
+            if self.gateway_provider_path is None:
+                raise ValueError(f"the {self.gateway_kind} gateway has no provider override route")
+            return self.gateway_url + self.gateway_provider_path.format(provider=provider)
         if strategy is not None:
-            return f"{self.gateway_url}/rpc/{strategy}/{self.chain}"
+            if self.gateway_strategy_path is None:
+                raise ValueError(f"the {self.gateway_kind} gateway has no strategy routes")
+            return self.gateway_url + self.gateway_strategy_path.format(strategy=strategy)
         return self.gateway_rpc_url
 
 
-def build_endpoints(spec: TopologySpec, plan: PortPlan, run_id: str, network: str) -> Endpoints:
-    gateway_url = f"http://{LOOPBACK}:{plan.gateway}"
+def build_endpoints(
+    spec: TopologySpec, plan: PortPlan, run_id: str, network: str, *, external_url: str | None = None
+) -> Endpoints:
+    """Where everything is; `external_url` (`lab run --gateway-url`): the gateway is the user's, at that
+    URL (its path, if any, is the RPC path), and the lab starts none."""
+    gateway = spec.gateway
+    chain, chain_id = spec.chain, spec.chain_id
+    if external_url is not None:
+        parts = urlsplit(external_url)
+        gateway_url = f"{parts.scheme}://{parts.netloc}"
+        rpc_path = parts.path or gateway.rpc_path(chain, chain_id)
+        ws_scheme = "wss" if parts.scheme == "https" else "ws"
+        ws_base = f"{ws_scheme}://{parts.netloc}"
+    else:
+        gateway_url = f"http://{LOOPBACK}:{plan.gateway}"
+        rpc_path = gateway.rpc_path(chain, chain_id)
+        ws_base = f"ws://{LOOPBACK}:{plan.gateway}"
+    strategy = gateway.strategy_path("{strategy}", chain, chain_id) if gateway.paths.strategy else None
+    provider_path = gateway.provider_path("{provider}", chain, chain_id) if gateway.paths.provider else None
     providers = {}
     for provider in spec.providers:
         proxies = plan.proxies_of(provider.id)
@@ -68,12 +94,15 @@ def build_endpoints(spec: TopologySpec, plan: PortPlan, run_id: str, network: st
         network=network,
         chain=spec.chain,
         chain_id=spec.chain_id,
-        gateway_kind=spec.gateway.kind,
+        gateway_kind=gateway.name,
+        gateway_external=external_url is not None,
         gateway_url=gateway_url,
-        gateway_rpc_url=gateway_url + spec.gateway.rpc_path.format(chain=spec.chain),
-        gateway_ws_url=f"ws://{LOOPBACK}:{plan.gateway}" + spec.gateway.ws_path.format(chain=spec.chain),
-        gateway_health_url=gateway_url + spec.gateway.health_path,
-        gateway_events_url=f"{gateway_url}/admin/events" if spec.gateway.admin_api else None,
+        gateway_rpc_url=gateway_url + rpc_path,
+        gateway_ws_url=ws_base + gateway.ws_path(chain, chain_id),
+        gateway_health_url=gateway_url + (gateway.ready.path or rpc_path),
+        gateway_events_url=f"{gateway_url}/admin/events" if gateway.admin_api else None,
+        gateway_strategy_path=strategy,
+        gateway_provider_path=provider_path,
         toxiproxy_url=f"http://{LOOPBACK}:{plan.toxiproxy_api}",
         providers=providers,
     )

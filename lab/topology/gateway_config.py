@@ -1,60 +1,39 @@
-"""The gateway's configuration file, rendered from the topology and the port plan: every upstream URL is
-a Toxiproxy listener, never a provider itself. One renderer per `GatewaySpec.config_format`."""
+"""The gateway's configuration file, rendered from its adapter's template and the topology: every upstream
+URL is a Toxiproxy listener, never a provider itself. Inside the lab the gateway reaches them on the lab
+network (`toxiproxy:<listen port>`); a gateway on the host (`lab up --expose-providers`) reaches the same
+listeners through their ports published on 127.0.0.1."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
-import yaml
-
-from lab.topology.ports import PortPlan
-from lab.topology.specs import TopologySpec
+from lab.topology.adapters import RenderInput, Upstream, render_config
+from lab.topology.ports import LOOPBACK, PortPlan
+from lab.topology.specs import TOXIPROXY_ALIAS, TopologySpec
 
 
-def _providers_section(spec: TopologySpec, plan: PortPlan) -> list[dict[str, Any]]:
-    entries = []
+def render_input(spec: TopologySpec, plan: PortPlan, *, on_host: bool = False) -> RenderInput:
+    """The template's data: each provider's Toxiproxy listeners, as the lab's gateway container reaches
+    them, or (`on_host`) as a process on the host does."""
+    upstreams = []
     for index, provider in enumerate(spec.providers, start=1):
         proxies = plan.proxies_of(provider.id)
-        entries.append(
-            {
-                "id": provider.id,
-                "url": proxies["http"].gateway_url,
-                "ws_url": proxies["ws"].gateway_url,
-                "priority": provider.priority if provider.priority is not None else index,
-            }
+        http, ws = proxies["http"], proxies["ws"]
+        host = LOOPBACK if on_host else TOXIPROXY_ALIAS
+        upstreams.append(
+            Upstream(
+                id=provider.id,
+                index=index,
+                priority=provider.priority if provider.priority is not None else index,
+                weight=provider.weight,
+                http_host=host,
+                http_port=http.host_port if on_host else http.listen_port,
+                ws_host=host,
+                ws_port=ws.host_port if on_host else ws.listen_port,
+            )
         )
-    return entries
+    block_time = min(p.block_time for p in spec.providers)
+    return RenderInput(chain=spec.chain, chain_id=spec.chain_id, block_time=block_time, upstreams=upstreams)
 
 
-def _profile_document(front: dict[str, Any], body: dict[str, Any]) -> str:
-    return "---\n" + yaml.safe_dump(front, sort_keys=False) + "---\n" + yaml.safe_dump(body, sort_keys=False)
-
-
-def _render_lab_profile(spec: TopologySpec, plan: PortPlan) -> str:
-    chain = {"chain_id": spec.chain_id, "providers": _providers_section(spec, plan)}
-    body: dict[str, Any] = {"chains": {spec.chain: chain}}
-    if spec.gateway.settings:
-        body["gateway"] = spec.gateway.settings
-    return _profile_document({"name": spec.gateway.profile_name, "slug": spec.gateway.profile_slug}, body)
-
-
-def _render_lasso_profile(spec: TopologySpec, plan: PortPlan) -> str:
-    block_time_ms = round(min(p.block_time for p in spec.providers) * 1000)
-    chain = {
-        "chain_id": spec.chain_id,
-        "block_time_ms": block_time_ms,
-        "providers": _providers_section(spec, plan),
-    }
-    front = {"name": spec.gateway.profile_name, "slug": spec.gateway.profile_slug}
-    return _profile_document(front, {"chains": {spec.chain: chain}})
-
-
-CONFIG_RENDERERS: dict[str, Callable[[TopologySpec, PortPlan], str]] = {
-    "lab": _render_lab_profile,
-    "lasso": _render_lasso_profile,
-}
-
-
-def render_gateway_config(spec: TopologySpec, plan: PortPlan) -> str:
-    return CONFIG_RENDERERS[spec.gateway.config_format](spec, plan)
+def render_gateway_config(spec: TopologySpec, plan: PortPlan, *, on_host: bool = False) -> str:
+    """The gateway's configuration file; AdapterError (naming the template's line) when it cannot render."""
+    return render_config(spec.gateway, render_input(spec, plan, on_host=on_host))

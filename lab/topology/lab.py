@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import re
 import sys
 import threading
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from lab import jsonrpc
 from lab.topology.cleanup import (
     PORT_NAMES,
     PROVIDER_ID,
@@ -52,7 +54,7 @@ from lab.topology.containers import (
 )
 from lab.topology.endpoints import Endpoints, build_endpoints, container_name
 from lab.topology.gateway_config import render_gateway_config
-from lab.topology.ports import LOOPBACK, plan_ports
+from lab.topology.ports import LOOPBACK, PortPlan, ProxyPlan, plan_ports
 from lab.topology.specs import (
     GATEWAY_ALIAS,
     TOXIPROXY_ALIAS,
@@ -70,6 +72,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Lab", "LabError", "RpcResult"]
 
+EXPOSED = "lab.exposed"  # on a `lab up --expose-providers` lab's Toxiproxy: its spec and port plan (JSON)
 _RUN_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 
 
@@ -125,6 +128,9 @@ class Lab:
         detached: bool = False,
         started_by: str | None = None,
         progress: Callable[[str], None] | None = None,
+        expose_providers: bool = False,
+        plan: PortPlan | None = None,
+        external_gateway_url: str | None = None,
     ) -> None:
         from lab.record import new_run_id
 
@@ -136,9 +142,19 @@ class Lab:
         self.started_by = started_by or ("lab up" if detached else started_by_this_process())
         self.images = images  # an ImageSet; ensured at start when not given
         self._progress = progress or (lambda message: None)
-        self.plan = plan_ports(self.spec)
+        self.plan = plan or plan_ports(self.spec)
         self.network_name = f"lab-{self.run_id}"
-        self.endpoints = build_endpoints(self.spec, self.plan, self.run_id, self.network_name)
+        # expose_providers (`lab up --expose-providers`): no gateway container; the user's gateway, on the
+        # host, reaches the providers' Toxiproxy listeners through their ports published on 127.0.0.1.
+        self.expose_providers = expose_providers
+        self.external_gateway_url = external_gateway_url
+        self._attached = False  # attach(): someone else's lab (`lab up`), left running at stop()
+        self.endpoints = build_endpoints(
+            self.spec, self.plan, self.run_id, self.network_name, external_url=external_gateway_url
+        )
+        # Rendered now, so that a template error is bad input before any container starts.
+        self.gateway_config = render_gateway_config(self.spec, self.plan)
+        self.gateway_image: str | None = None  # the reference it ran from, once resolved at start
         self.timings: dict[str, float] = {}
         self._docker: Any = None
         self._network: LabNetwork | None = None
@@ -193,7 +209,7 @@ class Lab:
             if self._network is not None:
                 _remove_network(self._network, report)
                 self._network = None
-            if self._docker is not None:
+            if self._docker is not None and not self._attached:
                 swept = remove_lab_resources(self._docker, run_id=self.run_id)
                 report.containers += swept.containers
                 report.networks += swept.networks
@@ -272,7 +288,7 @@ class Lab:
     def _start(self) -> None:
         import docker
 
-        from lab.faults import FaultInjector, ToxiproxyClient
+        from lab.faults import ToxiproxyClient
         from lab.faults.control import ControlClient
 
         t0 = time.monotonic()
@@ -280,8 +296,10 @@ class Lab:
         images = self.images = self.images or _ensure_images(self._progress)
         self._step("images", t0)
         self._docker = docker.from_env()
-        gateway_image = self.spec.gateway.image or images.gateway
-        self._require_image(gateway_image)
+        gateway_image = None
+        if not self.without_gateway:
+            gateway_image = self.gateway_image = self._gateway_image(images)
+            self._require_image(gateway_image)
         self._control = ControlClient()
         self._toxiproxy = ToxiproxyClient(LOOPBACK, self.plan.toxiproxy_api)
         self._network = LabNetwork(self.network_name, self._labels("network")).create()
@@ -298,26 +316,154 @@ class Lab:
         self._step("toxiproxy ready", t0)
         heads = {p.id: f.result() for p, f in zip(self.spec.providers, providers, strict=True)}
         self._step("providers ready", t0)
-        gateway = self._pool.submit(self._start_gateway, gateway_image)
+        gateway = self._pool.submit(self._start_gateway, gateway_image) if gateway_image else None
         advancing = [
             self._pool.submit(self._providers[pid].wait_head_past, head) for pid, head in heads.items()
         ]
-        gateway.result()
+        if gateway is not None:
+            gateway.result()
         for future in advancing:
             future.result()
         self._step("gateway ready", t0)
         self._pool.shutdown(wait=True)
         self._pool = None
+        self._make_injector()
+
+    @property
+    def without_gateway(self) -> bool:
+        """No gateway container: its providers exposed for a gateway on the host, or an external one."""
+        return self.expose_providers or self.external_gateway_url is not None
+
+    def _make_injector(self) -> None:
+        from lab.faults import FaultInjector
+
         self._faults = FaultInjector(
-            toxiproxy=self._toxiproxy,
+            toxiproxy=self.toxiproxy,
             proxies={pid: ep.proxies for pid, ep in self.endpoints.providers.items()},
             containers=self._targets,
-            control=self._control,
+            control=self.control,
             control_urls={pid: ep.control_url for pid, ep in self.endpoints.providers.items()},
             gateway_url=self.endpoints.gateway_url,
             chain=self.spec.chain,
             memory_total=lambda: int(self._docker.info()["MemTotal"]),
         )
+
+    # --- a gateway outside the lab ----------------------------------------------------------------------
+    def host_gateway_config(self) -> str:
+        """The gateway adapter's configuration with every upstream at its Toxiproxy listener's port on
+        127.0.0.1: for the user's own gateway process (`lab up --expose-providers`)."""
+        return render_gateway_config(self.spec, self.plan, on_host=True)
+
+    def exposed_state(self) -> str:
+        """What `attach` needs to drive this lab again (kept in a label of its Toxiproxy container)."""
+        return orjson.dumps(
+            {"spec": self.spec.model_dump(mode="json"), "plan": dataclasses.asdict(self.plan)}
+        ).decode()
+
+    @classmethod
+    def attach(
+        cls,
+        run_id: str,
+        *,
+        gateway_url: str,
+        progress: Callable[[str], None] | None = None,
+    ) -> Lab:
+        """The running `lab up --expose-providers` lab `run_id`, driven with the gateway at `gateway_url`
+        (the user's, outside the lab). `stop()` leaves that lab running."""
+        import docker
+        from docker.errors import DockerException, NotFound
+
+        configure_testcontainers()
+        client = docker.from_env()
+        try:
+            toxiproxy = client.containers.get(container_name(run_id, TOXIPROXY_ALIAS))
+        except NotFound:
+            client.close()
+            raise LabError(
+                f"no lab {run_id!r} with exposed providers (start one with: lab up --expose-providers)"
+            ) from None
+        except DockerException as exc:
+            client.close()
+            raise LabError(f"Docker: {exc}") from None
+        state = toxiproxy.labels.get(EXPOSED)
+        if not state:
+            client.close()
+            raise LabError(f"lab {run_id} was not started with --expose-providers")
+        data = orjson.loads(state)
+        spec = TopologySpec.model_validate(data["spec"])
+        raw = data["plan"]
+        plan = PortPlan(
+            toxiproxy_api=raw["toxiproxy_api"],
+            gateway=raw["gateway"],
+            providers=raw["providers"],
+            proxies=tuple(ProxyPlan(**p) for p in raw["proxies"]),
+        )
+        lab = cls(spec, run_id=run_id, plan=plan, external_gateway_url=gateway_url, progress=progress)
+        lab._attached = True
+        lab._started = True
+        lab._docker = client
+        lab._attach_containers()
+        return lab
+
+    def _attach_containers(self) -> None:
+        from lab.faults import ToxiproxyClient
+        from lab.faults.control import ControlClient
+        from lab.faults.process import ContainerTarget
+
+        network = self._docker.networks.get(self.network_name)
+        self._docker_network = network
+        for alias in [TOXIPROXY_ALIAS, *(p.id for p in self.spec.providers)]:
+            container = self._docker.containers.get(container_name(self.run_id, alias))
+            self._targets[alias] = ContainerTarget(
+                name=alias, container=container, network=network, aliases=[alias]
+            )
+        self._control = ControlClient()
+        self._toxiproxy = ToxiproxyClient(LOOPBACK, self.plan.toxiproxy_api)
+        self._make_injector()
+
+    def wait_external_gateway(self, timeout: float) -> int:
+        """Wait until eth_blockNumber answers through the external gateway; the block number."""
+        from lab.eventually import wait_for_value
+
+        def number() -> int | None:
+            try:
+                result = self.rpc("eth_blockNumber", timeout=2.0)
+            except Exception:
+                return None
+            body = result.body
+            return jsonrpc.quantity(body.get("result")) if isinstance(body, dict) else None
+
+        try:
+            found = wait_for_value(
+                number,
+                lambda n: n is not None,
+                timeout=timeout,
+                message="eth_blockNumber through the gateway",
+            )
+            assert found is not None
+            return found
+        except Exception as exc:
+            raise LabError(
+                f"the gateway at {self.endpoints.gateway_rpc_url} did not answer eth_blockNumber within "
+                f"{timeout:g}s ({exc})"
+            ) from None
+
+    def _gateway_image(self, images: Any) -> str:
+        """The gateway's image: the lab's reference gateway, an image of the lab's own Dockerfiles built
+        in the same mode as the rest (official base where a registry is reachable), or the adapter's."""
+        gateway = self.spec.gateway
+        if gateway.build is not None:
+            from lab.images import ensure_gateway_image
+
+            return str(ensure_gateway_image(gateway.build, progress=self._progress))
+        return gateway.image or images.gateway
+
+    def image_id(self, image: str) -> str | None:
+        """Docker's id of an image reference (None: unknown)."""
+        try:
+            return str(self._docker.images.get(image).id)
+        except Exception:
+            return None
 
     def _require_image(self, image: str) -> None:
         """Fail before anything starts when an image is neither here nor pullable (a custom gateway)."""
@@ -364,11 +510,12 @@ class Lab:
         names = ",".join(
             [f"{TOXIPROXY_API_PORT}=api", *(f"{p.listen_port}={p.name}" for p in self.plan.proxies)]
         )
+        labels = {PORT_NAMES: names, **({EXPOSED: self.exposed_state()} if self.expose_providers else {})}
         container = ToxiproxyContainer(
             image,
             api_port=self.plan.toxiproxy_api,
             proxy_ports=proxy_ports,
-            **self._container_options(TOXIPROXY_ALIAS, "toxiproxy", **{PORT_NAMES: names}),
+            **self._container_options(TOXIPROXY_ALIAS, "toxiproxy", **labels),
         )
         self._toxiproxy_container = container
         self._run(container)
@@ -406,7 +553,8 @@ class Lab:
             image,
             self.spec.gateway,
             chain=self.spec.chain,
-            config=render_gateway_config(self.spec, self.plan).encode(),
+            chain_id=self.spec.chain_id,
+            config=self.gateway_config.encode(),
             host_port=self.plan.gateway,
             **self._container_options(GATEWAY_ALIAS, "gateway"),
         )
@@ -451,9 +599,10 @@ class Lab:
             url = provider.control_url
             self.control.set_behavior(url, self.spec.provider(provider_id).behavior)
             self.control.reset_provider(url)
-        if self.spec.gateway.admin_api:
+        if self.spec.gateway.admin_api and not self.without_gateway:
             self.control.reset_breakers(self.endpoints.gateway_url)
-        self.wait_gateway(timeout)
+        if not self.without_gateway:
+            self.wait_gateway(timeout)
         return errors
 
     # --- convenience -------------------------------------------------------------------------------

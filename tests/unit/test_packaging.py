@@ -30,6 +30,7 @@ COMMAND_EXTRAS = {
     "images": "orchestrator",
     "up": "orchestrator",
     "down": "orchestrator",
+    "gateways": "orchestrator",
     "ps": "orchestrator",
     "run": "orchestrator",
     "scenario": "orchestrator",

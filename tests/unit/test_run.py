@@ -49,8 +49,8 @@ def test_bad_options_exit_2(tmp_path: Path, args: list[str], message: str) -> No
 
 
 def test_unknown_gateway_is_bad_input(tmp_path: Path) -> None:
-    with pytest.raises(BadInput, match="--gateway: gateway spec 'nginx'"):
-        prepare(RunOptions(SMOKE, gateway="nginx", out=tmp_path))
+    with pytest.raises(BadInput, match="--gateway: gateway 'no-such-gateway': neither a shipped adapter"):
+        prepare(RunOptions(SMOKE, gateway="no-such-gateway", out=tmp_path))
 
 
 def test_gateway_settings_are_checked_against_the_reference_gateway(tmp_path: Path) -> None:
@@ -85,7 +85,7 @@ def test_scenario_topology_becomes_the_labs() -> None:
         "jitter_ms": 0.0,
         "seed": None,
     }
-    assert spec.gateway.kind == "reference" and spec.gateway.settings == {"retries": 1}
+    assert spec.gateway.kind == "reference" and spec.gateway.values["settings"] == {"retries": 1}
     assert spec.providers[0].seed != spec.providers[1].seed
     assert to_topology_spec(scenario, None, "t.yml").providers[0].seed == spec.providers[0].seed
 

@@ -12,7 +12,6 @@ import yaml
 
 from lab.gateway import config as gateway_config
 from lab.topology import (
-    GatewaySpec,
     Lab,
     ProviderSpec,
     SpecError,
@@ -23,7 +22,6 @@ from lab.topology import (
 from lab.topology.endpoints import build_endpoints
 from lab.topology.gateway_config import render_gateway_config
 from lab.topology.ports import allocate_host_ports, plan_ports
-from lab.topology.specs import GATEWAY_PROFILES
 
 
 def counting_allocator(start: int = 40000):
@@ -84,65 +82,36 @@ def test_topology_file_with_a_named_gateway_profile(tmp_path: Path):
     assert spec.provider("b").priority == 0
 
 
-def test_topology_file_with_gateway_fields_over_a_profile(tmp_path: Path):
+def test_topology_file_with_an_adapter_and_its_variables(tmp_path: Path):
     path = tmp_path / "topo.yml"
-    path.write_text("gateway: {profile: lasso, image: 'lasso-rpc:local', port: 0}\n")
+    path.write_text("gateway: {adapter: haproxy, variables: {fall: 5}}\n")
+    spec = load_topology_spec(path)
+    assert spec.gateway.name == "haproxy" and spec.gateway.values["fall"] == 5
+    path.write_text("gateway: {adapter: haproxy, variables: {falls: 5}}\n")
     with pytest.raises(SpecError) as info:
         load_topology_spec(path)
-    assert f"{path}: gateway" in str(info.value) and "port" in str(info.value)
-    path.write_text("gateway: {profile: lasso, image: 'lasso-rpc:local'}\n")
-    assert load_topology_spec(path).gateway.image == "lasso-rpc:local"
+    assert f"{path}: gateway.variables" in str(info.value) and "falls" in str(info.value)
 
 
-def test_gateway_settings_belong_to_the_reference_format():
-    with pytest.raises(ValueError, match="config_format 'lab'"):
-        GatewaySpec(config_format="lasso", settings={"retries": 1})
-
-
-def test_gateway_spec_from_a_profile_name_is_a_copy():
+def test_gateway_spec_from_a_name_is_a_fresh_copy():
     spec = load_gateway_spec("reference")
     spec.env["X"] = "1"
-    assert "X" not in GATEWAY_PROFILES["reference"].env
+    assert "X" not in load_gateway_spec("reference").env
 
 
-def test_gateway_spec_file_extends_a_shipped_profile(tmp_path: Path):
-    path = tmp_path / "gw.yml"
-    path.write_text("profile: lasso\nimage: lasso-rpc:local\nport: 4100\n")
-    spec = load_gateway_spec(str(path))
-    assert (spec.kind, spec.image, spec.port, spec.config_format) == (
-        "lasso",
-        "lasso-rpc:local",
-        4100,
-        "lasso",
-    )
-    assert spec.rendered_env()["PORT"] == "4100"
-
-
-@pytest.mark.parametrize(
-    ("text", "fragment"),
-    [("profile: nginx\n", "unknown 'nginx'"), ("port: 0\n", "port"), ("colour: red\n", "colour")],
-)
-def test_gateway_spec_file_errors(tmp_path: Path, text: str, fragment: str):
-    path = tmp_path / "gw.yml"
-    path.write_text(text)
-    with pytest.raises(SpecError) as info:
-        load_gateway_spec(str(path))
-    assert str(path) in str(info.value) and fragment in str(info.value)
-
-
-def test_gateway_spec_that_is_neither_profile_nor_file():
-    with pytest.raises(SpecError, match="neither a profile"):
+def test_gateway_spec_that_is_neither_adapter_nor_file():
+    with pytest.raises(SpecError, match="neither a shipped adapter"):
         load_gateway_spec("no-such-gateway")
 
 
 def test_reference_gateway_command_fills_placeholders():
-    assert GATEWAY_PROFILES["reference"].rendered_command() == [
+    assert load_gateway_spec("reference").rendered_command() == [
         "--config",
         "/home/lab/gateway.yml",
         "--port",
         "4000",
     ]
-    assert GATEWAY_PROFILES["lasso"].rendered_command() is None
+    assert load_gateway_spec("lasso").rendered_command() is None
 
 
 # --- ports -------------------------------------------------------------------------------------------
@@ -183,8 +152,8 @@ def test_allocated_host_ports_are_distinct_and_free_on_loopback():
 
 
 def test_reference_config_is_read_by_the_reference_gateway(tmp_path: Path):
-    spec = three().model_copy(update={"gateway": load_gateway_spec("reference")})
-    spec.gateway.settings = {"retries": 1, "breaker": {"failure_threshold": 3}}
+    settings = {"retries": 1, "breaker": {"failure_threshold": 3}}
+    spec = three().model_copy(update={"gateway": load_gateway_spec("reference", {"settings": settings})})
     plan = plan_ports(spec, counting_allocator())
     path = tmp_path / "gateway.yml"
     path.write_text(render_gateway_config(spec, plan))
@@ -203,15 +172,15 @@ def test_every_upstream_url_points_at_a_toxiproxy_listener():
     spec = TopologySpec.with_providers(4)
     plan = plan_ports(spec, counting_allocator())
     listeners = {p.listen_port for p in plan.proxies}
-    for fmt in ("lab", "lasso"):
-        spec.gateway.config_format = fmt
+    for name in ("reference", "lasso"):
+        spec.gateway = load_gateway_spec(name)
         body = list(yaml.safe_load_all(render_gateway_config(spec, plan)))[1]
         for provider in body["chains"]["ethereum"]["providers"]:
             for key in ("url", "ws_url"):
                 url = urlparse(provider[key])
                 assert url.hostname == "toxiproxy", provider
                 assert url.port in listeners
-        assert "gateway" not in body or fmt == "lab"
+        assert "gateway" not in body
 
 
 def test_lasso_profile_has_lassos_shape():

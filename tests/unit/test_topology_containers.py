@@ -20,7 +20,7 @@ from lab.topology.containers import (
     Stopping,
     ToxiproxyContainer,
 )
-from lab.topology.specs import GatewaySpec, ProviderSpec
+from lab.topology.specs import ProviderSpec, load_gateway_spec
 
 
 def options(alias: str, **extra: Any) -> dict[str, Any]:
@@ -79,7 +79,12 @@ def test_each_service_binds_its_pinned_host_ports_and_knows_its_urls():
     assert provider.env["LAB_PROVIDER_CHAIN_ID"] == "10" and provider.env["LAB_PROVIDER_SEED"] == "7"
 
     gateway = GatewayContainer(
-        "lab-gateway", GatewaySpec(), chain="ethereum", config=b"x", host_port=41003, **options("gateway")
+        "lab-gateway",
+        load_gateway_spec("reference"),
+        chain="ethereum",
+        config=b"x",
+        host_port=41003,
+        **options("gateway"),
     )
     assert gateway.ports == {"4000": 41003}
     assert gateway.rpc_url == "http://127.0.0.1:41003/rpc/ethereum"
@@ -87,7 +92,12 @@ def test_each_service_binds_its_pinned_host_ports_and_knows_its_urls():
 
 
 def test_a_gateway_config_to_mount_is_a_read_only_file_removed_with_the_container():
-    spec = GatewaySpec(config_delivery="mount", config_path="/etc/gw/gateway.yml")
+    reference = load_gateway_spec("reference")
+    spec = reference.model_copy(
+        update={
+            "config": reference.config.model_copy(update={"delivery": "mount", "path": "/etc/gw/gateway.yml"})
+        }
+    )
     gateway = GatewayContainer(
         "lab-gateway", spec, chain="c", config=b"rendered", host_port=41003, **options("gateway")
     )
