@@ -26,7 +26,7 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/lab images  # built here, not under a test's time limit (a cold build takes minutes)
+	$(BIN)/lab images --gateway haproxy --gateway nginx  # built here, not under a test's time limit
 	$(BIN)/pytest -m "not battle"
 
 # The nightly job, exactly as .github/workflows/nightly.yml runs it (NIGHTLY_SELECT=smoke: a part of it).

@@ -8,8 +8,8 @@ import time
 
 import click
 
-from lab.images.builder import ensure_images, prune_images
-from lab.images.model import IMAGE_NAMES, MODE_ENV, MODES, BadImageMode, ImageError
+from lab.images.builder import ensure_gateway_image, ensure_images, prune_images
+from lab.images.model import GATEWAY_IMAGES, IMAGE_NAMES, MODE_ENV, MODES, BadImageMode, ImageError
 
 
 @click.command("images")
@@ -22,7 +22,14 @@ from lab.images.model import IMAGE_NAMES, MODE_ENV, MODES, BadImageMode, ImageEr
 @click.option("--force", is_flag=True, help="Rebuild everything, even what is up to date.")
 @click.option("--prune", is_flag=True, help="Afterwards, remove the lab's older images no container uses.")
 @click.option("--json", "as_json", is_flag=True, help="Print the image set as one JSON object.")
-def command(mode: str | None, force: bool, prune: bool, as_json: bool) -> None:
+@click.option(
+    "--gateway",
+    "gateways",
+    multiple=True,
+    type=click.Choice(GATEWAY_IMAGES),
+    help="Also build this gateway of the lab's Dockerfiles (otherwise built when an adapter first needs it).",
+)
+def command(mode: str | None, force: bool, prune: bool, as_json: bool, gateways: tuple[str, ...]) -> None:
     """Build or reuse the lab's images (provider, gateway, locust, toxiproxy) and print them."""
     import orjson
     from rich.console import Console
@@ -39,6 +46,9 @@ def command(mode: str | None, force: bool, prune: bool, as_json: bool) -> None:
 
     try:
         images = ensure_images(mode, progress=report, force=force)
+        gateway_refs = {
+            name: ensure_gateway_image(name, mode, progress=report, force=force) for name in gateways
+        }
         if prune:
             prune_images(images, progress=report)
     except BadImageMode as exc:
@@ -49,9 +59,11 @@ def command(mode: str | None, force: bool, prune: bool, as_json: bool) -> None:
         sys.exit(EXIT_LAB_FAILED)
     report(f"images: ready ({images.mode})")
     if as_json:
-        click.echo(orjson.dumps(dataclasses.asdict(images)).decode())
+        click.echo(orjson.dumps({**dataclasses.asdict(images), **gateway_refs}).decode())
         return
     table = Table("image", "reference", title=f"lab images ({images.mode})")
     for name in IMAGE_NAMES:
         table.add_row(name, getattr(images, name))
+    for name, ref in gateway_refs.items():
+        table.add_row(name, ref)
     Console().print(table)
