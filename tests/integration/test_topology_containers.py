@@ -53,7 +53,7 @@ def test_the_gateway_reaches_providers_only_through_toxiproxy(lab_isolated: Lab)
 
     # The configuration inside the gateway container names only Toxiproxy listeners.
     spec = lab_isolated.spec.gateway
-    stream, _ = lab_isolated.container("gateway").get_archive(spec.config_path)
+    stream, _ = lab_isolated.container("gateway").get_archive(spec.config.path)
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as tar:
         member = tar.getmembers()[0]
         text = tar.extractfile(member).read().decode()  # type: ignore[union-attr]
@@ -288,8 +288,8 @@ def test_locust_runs_headless_against_the_lab_and_goes_with_it(lab_images: Any, 
 
 def test_the_gateway_config_can_be_bind_mounted_instead_of_copied(lab_images: Any, lab_topology: Lab):
     spec = TopologySpec.with_providers(1)
-    spec.gateway.config_delivery = "mount"
-    spec.gateway.config_path = "/tmp/lab-gateway.yml"
+    spec.gateway.config.delivery = "mount"
+    spec.gateway.config.path = "/tmp/lab-gateway.yml"
     with Lab(spec, images=lab_images) as lab:
         mounts = lab.container("gateway").attrs["Mounts"]
         assert [(m["Destination"], m["RW"]) for m in mounts] == [("/tmp/lab-gateway.yml", False)]
