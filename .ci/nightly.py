@@ -1,7 +1,9 @@
 """The nightly job, the same here (`make nightly`) and in .github/workflows/nightly.yml.
 
-1. The battle matrix: `pytest -m battle` (every shipped scenario against the reference gateway, the weak
-   gateway against the chaos, the soak), each run record under $NIGHTLY_OUT/runs, JUnit in junit/.
+1. The battle matrix: `pytest -m battle` (every shipped scenario against the reference gateway, among
+   them the 10-minute soak production-resilience; the weak gateway against the chaos; the soak shortened
+   with a planted leak, which must fail its memory slope), each run record under $NIGHTLY_OUT/runs,
+   JUnit in junit/.
 2. Each run: complete? (its manifest says `completed` and it has a summary.json; otherwise INCOMPLETE).
 3. Each complete run against the history of its scenario ($NIGHTLY_HISTORY/<scenario>/*.json, the
    newest summaries): `lab compare` (a regression = a change beyond the between-run noise of the history

@@ -75,6 +75,8 @@ class RunData:
     faults: list[FaultWindow]
     failed_faults: list[FailedFault]
     gateway_events: list[dict[str, Any]] | None  # None: no gateway_events.jsonl in the record
+    process_metrics: pd.DataFrame | None = None  # t, name, value of the gateway's process_* metrics;
+    # None: the record has no metrics table (a black-box gateway)
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +146,7 @@ def load_run(path: str | Path) -> RunData:
     heads["t"] = (heads_us - t0_us) / 1_000_000
     duration = max(ended - started, 0.0)
     faults, failed_faults = _fault_windows(fault_events, started, duration, warnings)
+    process_metrics = _read_process_metrics(path, started)
     events = [_relative_event(e, started) for e in gateway_events] if gateway_events is not None else None
     return RunData(
         path=path,
@@ -157,7 +160,31 @@ def load_run(path: str | Path) -> RunData:
         faults=faults,
         failed_faults=failed_faults,
         gateway_events=events,
+        process_metrics=process_metrics,
         warnings=warnings,
+    )
+
+
+def _read_process_metrics(path: Path, t0: float) -> pd.DataFrame | None:
+    """The soak checks' rows of the `metrics` table: t (s from t0), name, value; None without the table."""
+    files = sorted(str(p) for p in (path / "metrics").glob("part-*.parquet"))
+    if not files:
+        return None
+    from lab.analysis.soak import PROCESS_METRICS
+
+    try:
+        arrow = ds.dataset(files, format="parquet", schema=TABLES["metrics"]).to_table(
+            columns=["ts", "name", "value"], filter=ds.field("name").isin(list(PROCESS_METRICS))
+        )
+    except (pa.ArrowException, OSError) as exc:
+        raise RecordError(f"{path / 'metrics'}: a part file cannot be read: {exc}") from None
+    ts_us = arrow.column("ts").cast(pa.int64()).to_numpy()
+    return pd.DataFrame(
+        {
+            "t": (ts_us - round(t0 * 1_000_000)) / 1_000_000,
+            "name": arrow.column("name").to_numpy(zero_copy_only=False),
+            "value": arrow.column("value").to_numpy(),
+        }
     )
 
 

@@ -40,7 +40,70 @@ def all_plots(analysis: Analysis) -> dict[str, str]:
             plots["recovery"] = figure_png(recovery_plot(analysis))
     if analysis.summary["subscription"]["heads"]:
         plots["heads"] = figure_png(heads_plot(analysis))
+    if has_soak(analysis):
+        plots["soak"] = figure_png(soak_plot(analysis))
     return plots
+
+
+SOAK_SLOS = ("memory_slope_mb_per_min", "max_open_fds", "open_fds_growth", "latency_drift_p95")
+
+
+def has_soak(analysis: Analysis) -> bool:
+    """Soak figures are worth showing: the gateway's process metrics were recorded or a soak SLO is set."""
+    soak = analysis.soak
+    return not (soak.memory.empty and soak.fds.empty) or any(k in analysis.summary["slos"] for k in SOAK_SLOS)
+
+
+def soak_plot(analysis: Analysis) -> Figure:
+    """The gateway's resident memory with its Theil-Sen fit, its open fds, and p95 latency per bin with
+    the first and last thirds' p95: each panel with the fault windows shaded."""
+    summary, soak, tl = analysis.summary, analysis.soak, analysis.timeline
+    figures = summary["soak"]
+    fig = Figure(figsize=(11, 8.4), layout="constrained")
+    ax_mem, ax_fds, ax_lat = fig.subplots(3, 1, sharex=True)
+    end = max(summary["duration_s"], float(tl.edges[-1]))
+    memory = figures["memory"]
+    if memory is not None:
+        t = soak.memory["t"].to_numpy()
+        ax_mem.plot(
+            t, soak.memory["value"].to_numpy() / 1e6, ".-", color="#4363d8", ms=3, lw=0.8, label="RSS"
+        )
+        fit = memory["intercept_mb"] + memory["slope_mb_per_min"] * t / 60.0
+        slope = f"Theil-Sen {memory['slope_mb_per_min']:+.3g} MB/min"
+        ax_mem.plot(t, fit, color="#e6194b", lw=1.2, label=slope)
+        _legend_below(ax_mem, ncol=3)
+    _soak_axes(ax_mem, summary, "resident memory (MB)", "Gateway memory", memory is None)
+    fds = figures["open_fds"]
+    if fds is not None:
+        ax_fds.plot(soak.fds["t"], soak.fds["value"], ".-", color="#3cb44b", ms=3, lw=0.8, label="open fds")
+        if "max_open_fds" in summary["slos"]:
+            ax_fds.axhline(summary["slos"]["max_open_fds"], color="#e6194b", ls="--", lw=0.9, label="SLO max")
+        _legend_below(ax_fds, ncol=3)
+    _soak_axes(ax_fds, summary, "open fds", "Gateway open file descriptors", fds is None)
+    drift = figures["latency_drift"]
+    ax_lat.stairs(
+        tl.bands["p95"], tl.edges, baseline=None, color="#f58231", lw=1.0, label=f"p95 per {tl.width:g} s"
+    )
+    if drift is not None:
+        for (start, stop), value, name in (
+            (drift["first_third"], drift["first_third_p95_ms"], "first third"),
+            (drift["last_third"], drift["last_third_p95_ms"], "last third"),
+        ):
+            ax_lat.hlines(
+                value, start, stop, color="#000000", lw=2, label=f"p95 of the {name}: {value:.0f} ms"
+            )
+        _legend_below(ax_lat, ncol=3)
+    _soak_axes(ax_lat, summary, "latency (ms)", "Latency drift (ok requests)", drift is None)
+    ax_lat.set(xlabel="seconds since run start", xlim=(0, end))
+    return fig
+
+
+def _soak_axes(ax: Axes, summary: dict[str, Any], ylabel: str, title: str, missing: bool) -> None:
+    if missing:
+        ax.text(0.5, 0.5, "not measurable", transform=ax.transAxes, ha="center", va="center", color="#e6194b")
+    _time_axes(ax, summary)
+    ax.set(ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
 
 
 def shade_faults(

@@ -9,7 +9,7 @@ import orjson
 
 from lab.analysis import render as r
 from lab.analysis.junit import Case, write_junit
-from lab.analysis.plots import all_plots
+from lab.analysis.plots import SOAK_SLOS, all_plots
 from lab.analysis.summary import Analysis
 
 REPORT_FILES = ("report.html", "summary.json", "summary.md", "junit.xml")
@@ -47,6 +47,54 @@ def slo_rows(summary: dict[str, Any]) -> list[list[r.Cell]]:
         [c["name"], c["objective"], (r.status_text(c["status"]), c["status"]), c["detail"]]
         for c in summary["slo"]["checks"]
     ]
+
+
+def soak_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    soak = s.get("soak") or {}
+    memory, fds, drift = soak.get("memory"), soak.get("open_fds"), soak.get("latency_drift")
+    missing = ("not measurable", "no_data")
+    rows: list[list[r.Cell]] = []
+    if memory is None:
+        rows.append(["memory slope", missing])
+    else:
+        low, high = memory["slope_ci95"]
+        rows += [
+            [
+                "memory slope (Theil-Sen)",
+                f"{memory['slope_mb_per_min']:+.3f} MB/min (95 % CI {low:+.3f} … {high:+.3f})",
+            ],
+            [
+                "resident memory first / last / max",
+                f"{memory['first_mb']:.1f} / {memory['last_mb']:.1f} / {memory['max_mb']:.1f} MB "
+                f"({memory['samples']} samples)",
+            ],
+        ]
+    if fds is None:
+        rows.append(["open fds", missing])
+    else:
+        first, last = fds["first_third_median"], fds["last_third_median"]
+        growth = "not measurable" if fds["growth"] is None else f"{fds['growth']:+g}"
+        rows += [
+            ["open fds max", f"{fds['max']:g}"],
+            ["open fds median first → last third", f"{r.num(first)} → {r.num(last)} (growth {growth})"],
+        ]
+    if drift is None:
+        rows.append(["latency drift", missing])
+    else:
+        ratio = "—" if drift["ratio_p95"] is None else f"{drift['ratio_p95']:.2f}×"
+        rows.append(
+            [
+                "p95 first third → last third",
+                f"{r.ms(drift['first_third_p95_ms'])} → {r.ms(drift['last_third_p95_ms'])} ({ratio})",
+            ]
+        )
+    return rows
+
+
+def _shows_soak(s: dict[str, Any]) -> bool:
+    soak = s.get("soak") or {}
+    measured = soak.get("memory") is not None or soak.get("open_fds") is not None
+    return measured or any(k in s["slos"] for k in SOAK_SLOS)
 
 
 def overview_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
@@ -210,6 +258,13 @@ def report_html(analysis: Analysis) -> str:
     parts += ["<h2>Failover</h2>", _failover_html(s), _plot(plots, "providers", "Provider share over time")]
     parts += ["<h2>Circuit breakers</h2>", _breakers_html(s)]
     parts += ["<h2>Subscriptions</h2>", _subscriptions_html(s), _plot(plots, "heads", "Head delay")]
+    if _shows_soak(s):
+        parts += [
+            "<h2>Soak</h2>",
+            r.html_table(("metric", "value"), soak_rows(s)),
+            _plot(plots, "soak", "Soak"),
+        ]
+        parts += [f"<p class='no_data'>{r.escape(n)}</p>" for n in s["soak"]["notes"]]
     parts += ["<h2>Per method</h2>", r.html_table(METHOD_HEADERS, method_rows(s))]
     parts += [
         "<h2>Definitions</h2><ul class='defs'>",
@@ -334,6 +389,9 @@ def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
     sub = s["subscription"]
     if sub["heads"]:
         lines += ["", "### Subscriptions", "", r.markdown_table(SUBSCRIBER_HEADERS, subscriber_rows(s))]
+    if _shows_soak(s):
+        lines += ["", "### Soak", "", r.markdown_table(("metric", "value"), soak_rows(s))]
+        lines += [f"> {n}" for n in s["soak"]["notes"]]
     if s["warnings"]:
         lines += ["", *(f"> {w}" for w in s["warnings"])]
     if report_path is not None:

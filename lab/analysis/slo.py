@@ -158,6 +158,60 @@ def _breaker_opens(threshold: float, s: dict[str, Any]) -> SLOCheck:
     return _at_most("breaker_opens", f"breaker openings ≤ {int(threshold)}", threshold, opens, missing)
 
 
+def _soak_part(s: dict[str, Any], part: str, topic: str) -> tuple[dict[str, Any] | None, str]:
+    """The soak figures of `part` and, when they are missing, why (a summary from before the soak checks
+    has none at all)."""
+    soak = s.get("soak")
+    if soak is None:
+        return None, "the summary has no soak figures (re-run `lab report` on the record)"
+    why = next((n for n in soak["notes"] if n.startswith(topic)), f"{topic} not measurable")
+    return soak[part], why
+
+
+def _memory_slope(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    memory, why = _soak_part(s, "memory", "memory slope")
+    objective = f"gateway memory grows ≤ {_fmt(threshold)} MB/min"
+    actual = None if memory is None else memory["slope_mb_per_min"]
+    check = _at_most("memory_slope_mb_per_min", objective, threshold, actual, why, " MB/min")
+    if memory is None:
+        return check
+    detail = (
+        f"{check.detail}; {memory['first_mb']:.0f} → {memory['last_mb']:.0f} MB, "
+        f"{memory['samples']} samples over {memory['span_s']:.0f} s"
+    )
+    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+
+
+def _max_open_fds(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    fds, why = _soak_part(s, "open_fds", "open fds")
+    actual = None if fds is None else fds["max"]
+    return _at_most("max_open_fds", f"gateway open fds ≤ {int(threshold)}", threshold, actual, why)
+
+
+def _open_fds_growth(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    fds, why = _soak_part(s, "open_fds", "open fds")
+    if fds is not None and fds["growth"] is None:
+        why = next((n for n in s["soak"]["notes"] if n.startswith("open fds growth")), why)
+    actual = None if fds is None else fds["growth"]
+    objective = f"gateway open fds grow ≤ {_fmt(threshold)}, first to last third"
+    check = _at_most("open_fds_growth", objective, threshold, actual, why)
+    if fds is None or actual is None:
+        return check
+    detail = f"{check.detail}; median {_fmt(fds['first_third_median'])} → {_fmt(fds['last_third_median'])}"
+    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+
+
+def _latency_drift(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    drift, why = _soak_part(s, "latency_drift", "latency drift")
+    actual = None if drift is None else drift["ratio_p95"]
+    objective = f"p95 of the last third ≤ {_fmt(threshold)} × the first third's"
+    check = _at_most("latency_drift_p95", objective, threshold, actual, why, "×")
+    if drift is None or actual is None:
+        return check
+    detail = f"{check.detail}; p95 {drift['first_third_p95_ms']:.1f} ms → {drift['last_third_p95_ms']:.1f} ms"
+    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+
+
 _CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
     "success_rate": _success_rate,
     "p95_ms": _latency("p95"),
@@ -166,6 +220,10 @@ _CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
     "max_duplicates": _max_duplicates,
     "recovery_s": _recovery,
     "breaker_opens": _breaker_opens,
+    "memory_slope_mb_per_min": _memory_slope,
+    "max_open_fds": _max_open_fds,
+    "open_fds_growth": _open_fds_growth,
+    "latency_drift_p95": _latency_drift,
 }
 
 

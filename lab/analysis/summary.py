@@ -13,6 +13,7 @@ from lab.analysis.breakers import analyse_breakers
 from lab.analysis.faults import FaultSeries, RecoverySettings, analyse_faults
 from lab.analysis.loading import RunData
 from lab.analysis.slo import SLOResult, evaluate
+from lab.analysis.soak import Soak, analyse_soak
 from lab.analysis.subscriptions import analyse_subscriptions
 from lab.analysis.traffic import Timeline, per_method, request_stats, timeline
 
@@ -28,6 +29,7 @@ class Analysis:
     timeline: Timeline
     recovery_series: list[FaultSeries]
     slo: SLOResult
+    soak: Soak
 
 
 def recovery_settings(
@@ -56,6 +58,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             "cannot be seen from outside; failover shows in the provider shares"
         )
     served = requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
+    soak = analyse_soak(run.process_metrics, requests, run.duration)
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
         "run_id": run.run_id,
@@ -86,13 +89,14 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         },
         "breakers": breakers,
         "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
+        "soak": soak.summary,
         "slos": run.slos.model_dump(exclude_none=True),
         "definitions": definitions(settings),
         "warnings": run.warnings,
     }
     slo = evaluate(run.slos, summary)
     summary["slo"] = slo.to_dict()
-    return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo)
+    return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo, soak)
 
 
 def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -125,6 +129,12 @@ def definitions(settings: RecoverySettings) -> dict[str, str]:
         ),
         "error_window": "a fault's first failed request to its last, until the next fault or the run end",
         "max_gap": "the longest run of consecutive block numbers a subscriber never received",
+        "memory_slope": "Theil-Sen slope (median of pairwise slopes) of the gateway's "
+        "process_resident_memory_bytes over the run, MB (10^6 bytes) per minute",
+        "open_fds": "the gateway's process_open_fds: maximum, and growth = median of the last third of the "
+        "run minus median of the first third",
+        "latency_drift": "p95 of successful requests sent in the last third of the run / p95 of those sent "
+        "in the first third",
     }
 
 

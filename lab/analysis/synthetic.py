@@ -96,6 +96,22 @@ class HeadsPlan:
     provider: str = "provider-a"
 
 
+@dataclass(frozen=True)
+class ProcessPlan:
+    """The gateway's process metrics as the metrics poller records them (`metrics` table), one sample of
+    each every `interval_s`: resident memory `memory_mb` growing by `memory_mb_per_min` (a planted leak)
+    plus uniform noise of ±`memory_noise_mb`, back to `memory_mb` at `restart_s` (a restart); open fds
+    `fds` growing by `fds_per_min` (rounded down)."""
+
+    interval_s: float = 5.0
+    memory_mb: float = 60.0
+    memory_mb_per_min: float = 0.0
+    memory_noise_mb: float = 0.5
+    fds: float = 40.0
+    fds_per_min: float = 0.0
+    restart_s: float | None = None
+
+
 @dataclass
 class SyntheticRun:
     """What to write; every time is in seconds from the run's start."""
@@ -113,6 +129,7 @@ class SyntheticRun:
     outages: Sequence[ProviderOutage] = ()
     shifts: Sequence[LatencyShift] = ()
     heads: HeadsPlan | None = None
+    process: ProcessPlan | None = None  # None: no metrics table (a black-box gateway)
     gateway_events: Sequence[Mapping[str, Any]] = ()  # "ts" relative to the run start; converted on write
     scenario: str = "synthetic"
     slos: Mapping[str, Any] | None = None
@@ -194,6 +211,8 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
     _write_requests(plan, run.path)
     if plan.heads is not None:
         _write_table(run.path, "heads", "heads", [_heads_table(plan, plan.heads)])
+    if plan.process is not None:
+        _write_table(run.path, "metrics", "orchestrator", [_process_table(plan, plan.process)])
     with run.event_log("faults") as log:
         for event in _fault_events(plan):
             log.append(event)
@@ -336,6 +355,23 @@ def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:
         "worker": np.full(n, "synthetic", dtype=object),
     }
     return pa.table(columns, schema=TABLES["heads"])
+
+
+def _process_table(plan: SyntheticRun, process: ProcessPlan) -> pa.Table:
+    t = np.arange(0.0, plan.duration_s, process.interval_s)
+    noise = np.random.default_rng(plan.seed + 1).uniform(-1, 1, t.size) * process.memory_noise_mb
+    since = t if process.restart_s is None else np.where(t >= process.restart_s, t - process.restart_s, t)
+    memory = (process.memory_mb + process.memory_mb_per_min * since / 60 + noise) * 1e6
+    fds = np.floor(process.fds + process.fds_per_min * t / 60)
+    ts = np.round((plan.start_unix + np.concatenate([t, t])) * 1e6).astype("int64")
+    names = ["process_resident_memory_bytes"] * t.size + ["process_open_fds"] * t.size
+    columns = {
+        "ts": pa.array(ts, type=pa.timestamp("us", tz="UTC")),
+        "name": names,
+        "labels": ["{}"] * (2 * t.size),
+        "value": np.concatenate([memory, fds]),
+    }
+    return pa.table(columns, schema=TABLES["metrics"])
 
 
 def _write_table(run_path: Path, table: str, writer_id: str, parts: Sequence[pa.Table]) -> None:

@@ -44,6 +44,7 @@ class Gateway:
         self._router: Router | None = None
         self.subscriptions: dict[ChainRuntime, SubscriptionManager] = {}
         self._pollers: list[HeadPoller] = []
+        self.leaked: list[bytes] = []  # GatewaySettings.test_leak_bytes_per_request (test only)
 
     @property
     def router(self) -> Router:

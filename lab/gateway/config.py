@@ -87,6 +87,12 @@ class GatewaySettings(_Strict):
     )
     max_body_bytes: int = Field(1_048_576, ge=64, description="largest accepted request body")
     max_batch_size: int = Field(50, ge=1, description="largest accepted batch")
+    test_leak_bytes_per_request: int = Field(
+        0,
+        ge=0,
+        description="TEST ONLY: bytes retained forever per HTTP request, a planted memory leak for the soak "
+        "checks to catch; never set it in production",
+    )
 
 
 # --- Lasso's profile schema (the fields this gateway reads; the others Lasso documents are accepted) ---

@@ -43,6 +43,9 @@ class HttpRpc:
             return _too_large(limit, meta_mode, target, started)
         if len(body) > limit:
             return _too_large(limit, meta_mode, target, started)
+        if target.chain.policy.test_leak_bytes_per_request:
+            # the planted leak (test only): filled, not calloc'ed, so the pages count in the RSS
+            self.gateway.leaked.append(b"L" * target.chain.policy.test_leak_bytes_per_request)
         parsed = jsonrpc.parse(body)
         answer = await dispatch.answer(
             self.gateway.router, target, parsed, "http", dispatch.http_session_call(target)

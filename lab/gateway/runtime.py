@@ -47,6 +47,7 @@ class ChainPolicy:
     silence_timeout_s: float
     max_body_bytes: int
     max_batch_size: int
+    test_leak_bytes_per_request: int
 
     @classmethod
     def resolve(cls, settings: GatewaySettings, chain: ChainConfig) -> ChainPolicy:
@@ -80,6 +81,7 @@ class ChainPolicy:
             silence_timeout_s=silence,
             max_body_bytes=settings.max_body_bytes,
             max_batch_size=settings.max_batch_size,
+            test_leak_bytes_per_request=settings.test_leak_bytes_per_request,
         )
 
 

@@ -26,6 +26,19 @@ class SLOSpec(BaseModel):
     breaker_opens: int | None = Field(
         default=None, ge=0, description="maximum breaker openings, all providers"
     )
+    # Soak checks, from the gateway's own process metrics (long runs; see lab.analysis.soak)
+    memory_slope_mb_per_min: float | None = Field(
+        default=None, description="maximum growth of the gateway's resident memory (Theil-Sen slope, MB/min)"
+    )
+    max_open_fds: int | None = Field(
+        default=None, ge=0, description="maximum open file descriptors of the gateway"
+    )
+    open_fds_growth: float | None = Field(
+        default=None, description="maximum growth of the gateway's median open fds, first to last third"
+    )
+    latency_drift_p95: float | None = Field(
+        default=None, gt=0.0, description="maximum p95 latency of the last third over the first third (ratio)"
+    )
 
 
 class RegressionSpec(BaseModel):

@@ -1,5 +1,6 @@
-"""Battle runs: every shipped scenario end to end against the reference gateway, and the weak gateway
-against the combined chaos. Minutes each; run nightly with `pytest -m battle`."""
+"""Battle runs: every shipped scenario end to end against the reference gateway (production-resilience
+is the ten-minute soak), the weak gateway against the combined chaos, and a planted memory leak against
+the soak checks. Minutes each; run nightly with `pytest -m battle`."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import orjson
 import pytest
 import yaml
 
+from lab.durations import parse_duration
+
 pytestmark = [pytest.mark.battle, pytest.mark.containers, pytest.mark.timeout(1200)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +22,10 @@ SCENARIOS = sorted(p for p in (ROOT / "toxics").glob("*.yml"))
 
 # Every resilience feature of the reference gateway turned off, as real gateways can be configured.
 WEAK_SETTINGS = {"retries": 0, "breaker": {"enabled": False}, "lag_check": False, "gap_filling": False}
+# The planted leak: 8 KiB kept per HTTP request; at the soak's ~70 req/s about 30 MB/min, thirty times
+# the scenario's memory-slope SLO (1 MB/min), and 45 MB in 90 s: far from any memory limit.
+LEAK_BYTES_PER_REQUEST = 8192
+LEAK_RUN_S = 90
 
 
 def record_dir(tmp_path: Path, name: str) -> Path:
@@ -60,6 +67,27 @@ def test_weak_gateway_fails_the_combined_chaos(tmp_path: Path) -> None:
     assert code == 1 and not summary["slo"]["passed"], (
         "the lab could not tell a weak gateway from a strong one"
     )
+
+
+def test_a_planted_leak_fails_the_soak_memory_slope(tmp_path: Path) -> None:
+    """production-resilience shortened to 90 s (the faults that start in it: kills, the primary's
+    cascade), the gateway keeping 8 KiB per request: the memory-slope SLO must fail (the other soak
+    checks may pass or fail: only memory is planted)."""
+    scenario = yaml.safe_load((ROOT / "toxics" / "production-resilience.yml").read_text())
+    scenario["name"] = "production-resilience-leak"
+    scenario["faults"] = [f for f in scenario["faults"] if parse_duration(f["start"]) < LEAK_RUN_S]
+    scenario["topology"].setdefault("gateway", {})["settings"] = {
+        "test_leak_bytes_per_request": LEAK_BYTES_PER_REQUEST
+    }
+    leaky = tmp_path / "production-resilience-leak.yml"
+    leaky.write_text(yaml.safe_dump(scenario))
+    code, summary = run_scenario(
+        leaky, record_dir(tmp_path, "production-resilience-leak"), "--duration", "90s"
+    )
+    memory = {c["name"]: c for c in summary["slo"]["checks"]}["memory_slope_mb_per_min"]
+    assert code == 1 and memory["status"] == "fail", memory
+    limit = scenario["slos"]["memory_slope_mb_per_min"]
+    assert memory["actual"] > 5 * limit, f"the leak is not unmistakable: {memory}"
 
 
 def test_aa_splits_of_real_short_runs_raise_at_most_one_false_alarm(tmp_path: Path) -> None:

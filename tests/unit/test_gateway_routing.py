@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -463,5 +464,28 @@ def test_unknown_routes_are_refused_before_the_websocket_upgrade(tmp_path: Path)
             with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
                 await session.ws_connect(gw.ws_base + "/ws/rpc/solana")
             assert exc.value.status == 404
+
+    run(scenario)
+
+
+def test_metrics_carry_process_figures_and_the_test_leak_keeps_bytes_per_request(tmp_path: Path) -> None:
+    """The soak checks read process_resident_memory_bytes and process_open_fds from /metrics; the
+    test-only leak keeps exactly its bytes per HTTP request (a batch is one request) and is off by default."""
+
+    async def scenario() -> None:
+        async with lab(tmp_path, test_leak_bytes_per_request=4096) as (gw, _, session):
+            assert gw.gateway is not None
+            for _ in range(3):
+                await call(session, gw.rpc_url("ethereum"), request())
+            await call(session, gw.rpc_url("ethereum"), [request(id_=1), request(id_=2)])
+            assert [len(chunk) for chunk in gw.gateway.leaked] == [4096] * 4
+            async with session.get(gw.url + "/metrics") as response:
+                text = await response.text()
+            for name in ("process_resident_memory_bytes", "process_open_fds"):
+                assert re.search(rf"^{name} [0-9.e+]+$", text, re.MULTILINE), name
+        async with lab(tmp_path) as (gw, _, session):
+            assert gw.gateway is not None
+            await call(session, gw.rpc_url("ethereum"), request())
+            assert gw.gateway.leaked == []
 
     run(scenario)
