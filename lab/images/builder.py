@@ -147,19 +147,7 @@ class ImageBuilder:
     def ensure(self, requested: str, *, force: bool = False) -> ImageSet:
         official = {name: dockerfile_base_default(self.layout.dockerfile(name)) for name in IMAGE_NAMES}
         mode = self.select_mode(requested, sorted(set(official.values())))
-        if mode == "official":
-            bases = official
-        else:
-            base = debootstrap.ensure_base(
-                self.store,
-                self.shell,
-                cache=self.layout.cache,
-                progress=self.progress,
-                environ=self.environ,
-                clock=self.clock,
-                force=force,
-            )
-            bases = dict.fromkeys(IMAGE_NAMES, base)
+        bases = official if mode == "official" else dict.fromkeys(IMAGE_NAMES, self._bootstrap_base(force))
         base_ids = {ref: self._inspect_required(ref).id for ref in set(bases.values())}
 
         sources = Sources.read(self.layout)
@@ -213,18 +201,7 @@ class ImageBuilder:
             raise ImageError(f"no lab Dockerfile builds a gateway named {name!r} (known: {GATEWAY_IMAGES})")
         official = dockerfile_base_default(self.layout.dockerfile(name))
         mode = self.select_mode(requested, [official])
-        if mode == "official":
-            base = official
-        else:
-            base = debootstrap.ensure_base(
-                self.store,
-                self.shell,
-                cache=self.layout.cache,
-                progress=self.progress,
-                environ=self.environ,
-                clock=self.clock,
-                force=force,
-            )
+        base = official if mode == "official" else self._bootstrap_base(force)
         digest = self.image_hash(name, mode, base, self._inspect_required(base).id, Sources({}))
         if force or not self._is_built(name, digest):
             self.docker_build(name, self._fresh_context(name), base, digest, nocache=force)
@@ -232,6 +209,18 @@ class ImageBuilder:
             self.progress(f"{name}: up to date ({image_ref(name, digest)})")
         self.store.tag(image_ref(name, digest), f"lab-{name}:latest")
         return image_ref(name, digest)
+
+    def _bootstrap_base(self, force: bool) -> str:
+        """The lab's own Debian base (built offline once), for when no official base can be pulled."""
+        return debootstrap.ensure_base(
+            self.store,
+            self.shell,
+            cache=self.layout.cache,
+            progress=self.progress,
+            environ=self.environ,
+            clock=self.clock,
+            force=force,
+        )
 
     # Mode --------------------------------------------------------------------------------------------
 
