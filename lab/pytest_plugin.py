@@ -40,7 +40,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--lab-gateway",
         default=None,
         metavar="SPEC",
-        help="gateway of the session lab: a shipped profile (reference, lasso) or a GatewaySpec file",
+        help="gateway of the session lab: a shipped adapter (see `lab gateways`) or an adapter file",
     )
 
 

@@ -72,7 +72,7 @@ def _print_exposed(lab: Any, host_config: str, config_out: str | None) -> None:
     default="reference",
     show_default=True,
     metavar="SPEC",
-    help="A shipped gateway profile (reference, lasso) or a GatewaySpec YAML/JSON file.",
+    help="A shipped gateway adapter (see `lab gateways`) or an adapter YAML file.",
 )
 @click.option(
     "--topology",
