@@ -51,10 +51,12 @@ _TS = pa.timestamp("us", tz="UTC")
 # One row per JSON-RPC request sent (a batch is one row per entry, sharing `batch_id`).
 REQUESTS = pa.schema(
     [
-        ("ts", _TS),  # when the request was sent
+        ("ts", _TS),  # when the request was actually sent
+        ("intended_ts", _TS),  # when the load's schedule meant to send it (= ts in the closed model)
         ("method", pa.string()),
         ("transport", pa.string()),  # "http" | "batch" | "ws"
-        ("latency_ms", pa.float64()),
+        ("latency_ms", pa.float64()),  # service time: from the actual send to the answer
+        ("response_ms", pa.float64()),  # response time: from the intended send to the answer
         ("ok", pa.bool_()),
         ("error_class", pa.string()),  # null when ok; one of ERROR_CLASSES
         ("http_status", pa.int32()),
@@ -64,6 +66,11 @@ REQUESTS = pa.schema(
         ("batch_id", pa.string()),
         ("batch_size", pa.int32()),
         ("worker", pa.string()),
+        ("client", pa.string()),  # the client whose view of the chain must be consistent (head never back)
+        # The checker (lab.checker): what an answer said, and how it compared with the simulated chain.
+        ("answer_block", pa.int64()),  # the block number the answer names (the head, for head answers)
+        ("check", pa.string()),  # null: not checked; else one of CHECK_OUTCOMES
+        ("check_detail", pa.string()),  # for a failed check: expected vs got, briefly
     ]
 )
 
@@ -124,6 +131,13 @@ ERROR_CLASSES = (
     "rpc_error",  # a JSON-RPC error object in a 2xx response
     "invalid_response",  # not JSON-RPC, wrong id, missing batch entries
     "other",
+)
+
+# What the checker found of an answer (the `check` column); lab.checker defines them.
+CHECK_OUTCOMES = (
+    "ok",  # matches the simulated chain
+    "wrong",  # contents differ from the canonical chain (a corrupt or foreign answer)
+    "wrong_chain",  # the answer belongs to another chain id
 )
 
 MANIFEST = "manifest.json"
