@@ -6,6 +6,8 @@ Exit codes (shared by every subcommand):
   1  the verdict failed (an SLO missed, a regression found)
   2  bad input (a malformed scenario, config or argument), reported before anything started
   3  the lab itself failed (images, containers, a gateway that never came up)
+  4  INCOMPLETE: no verdict on partial evidence (the run was cut short, killed or interrupted, lost
+     records, or could not apply a fault); the reason is printed and heads every report
   130 interrupted (Ctrl-C); everything started was torn down and what was recorded is kept
 """
 
@@ -20,6 +22,7 @@ EXIT_OK = 0
 EXIT_VERDICT_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_LAB_FAILED = 3
+EXIT_INCOMPLETE = 4
 EXIT_INTERRUPTED = 130
 
 # name -> "module:attribute" of a click command

@@ -1,7 +1,8 @@
 """`lab report`, `lab compare`, `lab baseline`, `lab history`: the analysis side of the command line.
 
 Exit codes (see lab.cli): 0 the verdict held, 1 it failed (an SLO missed, a regression), 2 bad input,
-3 the report could not be written (e.g. the disk is full; the run record and any earlier report are kept).
+3 the report could not be written (e.g. the disk is full; the run record and any earlier report are kept),
+4 INCOMPLETE (`lab report`: the run's evidence is not whole, see lab.analysis.completeness).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from lab.analysis.loading import RecordError
-from lab.cli import EXIT_BAD_INPUT, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.cli import EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
 
-_STYLE = {"pass": "bold green", "fail": "bold red", "no_data": "bold yellow"}
+_STYLE = {"pass": "bold green", "fail": "bold red", "no_data": "bold yellow", "incomplete": "bold yellow"}
+VERDICT_EXIT = {"pass": EXIT_OK, "fail": EXIT_VERDICT_FAILED, "incomplete": EXIT_INCOMPLETE}
 _VERDICT_STYLE = {
     "regression": "bold red",
     "improvement": "bold cyan",
@@ -60,7 +62,10 @@ def _bad_input(console: Console, message: str) -> None:
 def report_command(
     run_dir: Path, out_dir: Path | None, window_s: float, step_s: float, baseline_s: float, no_html: bool
 ) -> None:
-    """Analyse RUN_DIR: SLO verdicts, report.html, summary.json, summary.md, junit.xml."""
+    """Analyse RUN_DIR: SLO verdicts, report.html, summary.json, summary.md, junit.xml.
+
+    Exit codes: 0 PASS, 1 FAIL, 2 bad input, 3 the report could not be written, 4 INCOMPLETE (the run
+    was interrupted, killed, cut short, lost records or could not apply a fault: no verdict)."""
     from lab.analysis.loading import load_run
     from lab.analysis.report import write_report
     from lab.analysis.summary import analyse, recovery_settings
@@ -91,7 +96,7 @@ def report_command(
     print_verdict(console, analysis.summary)
     for name, path in paths.items():
         console.print(escape(f"{name}: {path}"))
-    raise SystemExit(EXIT_OK if analysis.slo.passed else EXIT_VERDICT_FAILED)
+    raise SystemExit(VERDICT_EXIT[analysis.slo.verdict])
 
 
 def _replacing_report(out_dir: Path, write: Callable[[], dict[str, Path]]) -> dict[str, Path]:
@@ -127,7 +132,11 @@ def _aside(path: Path) -> Path:
 
 def print_verdict(console: Console, summary: dict[str, Any]) -> None:
     from lab.analysis import render as r
+    from lab.analysis.report import incomplete_line, verdict_of
 
+    verdict = verdict_of(summary)
+    if verdict == "incomplete":
+        console.print(f"[bold yellow]{escape(incomplete_line(summary))}[/]")
     table = Table(title=escape(f"{summary['scenario']} · run {summary['run_id']}"), title_justify="left")
     for column in ("SLO", "objective", "verdict", "measured"):
         table.add_column(column)
@@ -164,8 +173,10 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
         )
     for warning in summary["warnings"]:
         console.print(f"[yellow]warning:[/] {escape(warning)}")
-    passed = summary["slo"]["passed"]
-    console.print("[bold green]PASS[/]" if passed else "[bold red]FAIL[/]")
+    if verdict == "incomplete":
+        console.print(f"[bold yellow]{escape(incomplete_line(summary))}[/]")
+    else:
+        console.print("[bold green]PASS[/]" if verdict == "pass" else "[bold red]FAIL[/]")
 
 
 @click.command("compare")

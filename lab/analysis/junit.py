@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +16,10 @@ class Case:
     error: bool = False  # could not be evaluated (reported as <error>, not <failure>)
 
 
-def write_junit(path: Path, suite: str, cases: Sequence[Case]) -> None:
+def write_junit(
+    path: Path, suite: str, cases: Sequence[Case], properties: Mapping[str, str] | None = None
+) -> None:
+    """`properties` (e.g. the verdict and why a run is INCOMPLETE) go first in the suite."""
     failures = sum(1 for c in cases if not c.passed and not c.error)
     errors = sum(1 for c in cases if not c.passed and c.error)
     root = ET.Element(
@@ -31,6 +34,10 @@ def write_junit(path: Path, suite: str, cases: Sequence[Case]) -> None:
         errors=str(errors),
         skipped="0",
     )
+    if properties:
+        props = ET.SubElement(element, "properties")
+        for key, value in properties.items():
+            ET.SubElement(props, "property", name=key, value=value)
     for case in cases:
         node = ET.SubElement(element, "testcase", classname=suite, name=case.name, time="0")
         if not case.passed:

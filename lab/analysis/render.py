@@ -35,7 +35,9 @@ def num(value: float | None) -> str:
 
 
 def status_text(status: str) -> str:
-    return {"pass": "PASS", "fail": "FAIL", "no_data": "NO DATA"}.get(status, status.upper())
+    return {"pass": "PASS", "fail": "FAIL", "no_data": "NO DATA", "incomplete": "INCOMPLETE"}.get(
+        status, status.upper()
+    )
 
 
 _CSS = "".join(
@@ -50,7 +52,8 @@ _CSS = "".join(
         "td:first-child,th:first-child{text-align:left}",
         ".pass{background:#d8f5d8;color:#135a13;font-weight:600}",
         ".fail,.regression{background:#fbd5d5;color:#8a1010;font-weight:600}",
-        ".no_data,.weak,.inconclusive{background:#fde9c8;color:#7a4b00;font-weight:600}",
+        ".no_data,.weak,.inconclusive,.incomplete{background:#fde9c8;color:#7a4b00;font-weight:600}",
+        "p.incomplete{padding:8px 12px;border:2px solid #c98a00;font-size:15px}",
         ".improvement{background:#d6e8fb;color:#0d3f78;font-weight:600}",
         ".no_change{color:#555}",
         ".verdict{display:inline-block;padding:4px 12px;border-radius:4px;font-size:18px}",

@@ -24,10 +24,13 @@ def write_report(analysis: Analysis, out_dir: Path, *, html: bool = True) -> dic
         summary_markdown(summary, paths["report.html"] if html else None), encoding="utf-8"
     )
     cases = [
-        Case(c["name"] + ": " + c["objective"], c["status"] == "pass", c["detail"], c["status"] == "no_data")
+        Case(c["name"] + ": " + c["objective"], c["status"] == "pass", c["detail"], c["status"] != "fail")
         for c in summary["slo"]["checks"]
     ]
-    write_junit(paths["junit.xml"], f"lab.slo.{summary['scenario']}", cases)
+    properties = {"verdict": verdict_text(summary)}
+    if verdict_of(summary) == "incomplete":
+        properties["incomplete"] = incomplete_line(summary)
+    write_junit(paths["junit.xml"], f"lab.slo.{summary['scenario']}", cases, properties)
     if html:
         paths["report.html"].write_text(report_html(analysis), encoding="utf-8")
     else:
@@ -37,6 +40,25 @@ def write_report(analysis: Analysis, out_dir: Path, *, html: bool = True) -> dic
 
 def write_json(path: Path, data: Any) -> None:
     path.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+
+def verdict_of(s: dict[str, Any]) -> str:
+    """"pass", "fail" or "incomplete" (a summary from before the verdict field: from its SLO checks)."""
+    verdict = s.get("verdict") or s["slo"].get("verdict")
+    if verdict in ("pass", "fail", "incomplete"):
+        return str(verdict)
+    return "pass" if s["slo"]["passed"] else "fail"
+
+
+def verdict_text(s: dict[str, Any]) -> str:
+    return verdict_of(s).upper()
+
+
+def incomplete_line(s: dict[str, Any]) -> str:
+    """Why the run is INCOMPLETE, in one line (every reason)."""
+    reasons = (s.get("completeness") or {}).get("reasons") or []
+    named = "; ".join(r["detail"] for r in reasons)
+    return f"INCOMPLETE: {named or 'the run record is not whole'} — no PASS or FAIL on partial evidence"
 
 
 # --- tables shared by HTML and Markdown ------------------------------------------------------------
@@ -226,14 +248,15 @@ SUBSCRIBER_HEADERS = (
 def report_html(analysis: Analysis) -> str:
     s = analysis.summary
     plots = all_plots(analysis)
-    passed = s["slo"]["passed"]
+    verdict = verdict_of(s)
     parts = [
-        f"<h1>{r.escape(s['scenario'])} <span class='verdict {'pass' if passed else 'fail'}'>"
-        f"{'PASS' if passed else 'FAIL'}</span></h1>",
+        f"<h1>{r.escape(s['scenario'])} <span class='verdict {verdict}'>{verdict.upper()}</span></h1>",
         f"<p class='meta'>run <code>{r.escape(s['run_id'])}</code> · started {r.escape(s['started'])} · "
         f"{r.secs(s['duration_s'])} · {r.escape(s['run_dir'])}</p>",
         f"<p class='meta'>{r.escape(gateway_line(s))}</p>",
     ]
+    if verdict == "incomplete":
+        parts.insert(1, f"<p class='incomplete'>{r.escape(incomplete_line(s))}</p>")
     if s["warnings"]:
         parts.append(
             "<ul>" + "".join(f"<li class='no_data'>{r.escape(w)}</li>" for w in s["warnings"]) + "</ul>"
@@ -365,10 +388,10 @@ def _subscriptions_html(s: dict[str, Any]) -> str:
 
 
 def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
-    verdict = "PASS" if s["slo"]["passed"] else "FAIL"
     lines = [
-        f"## {verdict}: {s['scenario']} (run `{s['run_id']}`)",
+        f"## {verdict_text(s)}: {s['scenario']} (run `{s['run_id']}`)",
         "",
+        *([f"**{incomplete_line(s)}**", ""] if verdict_of(s) == "incomplete" else []),
         gateway_line(s),
         "",
         r.markdown_table(("SLO", "objective", "verdict", "measured"), slo_rows(s)),

@@ -3,9 +3,13 @@
 A scenario carries `slos: {success_rate: 0.99, p95_ms: 500, ...}`, validated by `lab.scenario.slos.SLOSpec`;
 `evaluate` checks them against a run's summary (the dict written to summary.json). A check whose
 measurement is missing (no requests, no heads, no gateway events) is `no_data`, which fails the verdict:
-an objective that cannot be verified has not been met. Every run also gets the implicit check
-`traffic_recorded`, and a run whose record has fault events gets `faults_applied`: a planned fault that
-could not be applied left the gateway untested against it, so the run cannot pass.
+an objective that cannot be verified has not been met. Every run also gets the implicit checks
+`traffic_recorded` and `run_complete` (lab.analysis.completeness), and a run whose record has fault events
+gets `faults_applied`: a planned fault that could not be applied left the gateway untested against it.
+
+The verdict (`SLOResult.verdict`): "incomplete" when a check is `incomplete` (the evidence is not whole:
+the run was interrupted, killed, cut short, lost records or could not apply a fault), else "pass" when
+every check passed, else "fail". An incomplete run never passes: `passed` is False for it too.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from typing import Any, Literal
 
 from lab.scenario.slos import SLOSpec
 
-Status = Literal["pass", "fail", "no_data"]
+Status = Literal["pass", "fail", "no_data", "incomplete"]
+Verdict = Literal["pass", "fail", "incomplete"]
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,14 @@ class SLOResult:
     def passed(self) -> bool:
         return all(c.passed for c in self.checks)
 
+    @property
+    def verdict(self) -> Verdict:
+        if any(c.status == "incomplete" for c in self.checks):
+            return "incomplete"
+        return "pass" if self.passed else "fail"
+
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "checks": [c.to_dict() for c in self.checks]}
+        return {"passed": self.passed, "verdict": self.verdict, "checks": [c.to_dict() for c in self.checks]}
 
 
 def evaluate(spec: SLOSpec, summary: dict[str, Any]) -> SLOResult:
@@ -63,7 +74,9 @@ def evaluate(spec: SLOSpec, summary: dict[str, Any]) -> SLOResult:
             else "no requests and no heads were recorded: the load never ran or its record is lost",
         )
     ]
-    if summary["faults"] or summary["failed_faults"]:
+    if "completeness" in summary:
+        checks.append(_run_complete(summary["completeness"]))
+    if summary["faults"] or summary["failed_faults"] or _unapplied(summary):
         checks.append(_faults_applied(summary))
     for name, builder in _CHECKS.items():
         threshold = getattr(spec, name)
@@ -72,15 +85,39 @@ def evaluate(spec: SLOSpec, summary: dict[str, Any]) -> SLOResult:
     return SLOResult(checks)
 
 
+def _run_complete(completeness: dict[str, Any]) -> SLOCheck:
+    """Incomplete for every reason but the faults' (the `faults_applied` check names those)."""
+    reasons = [r for r in completeness["reasons"] if r["cause"] != "fault_not_applied"]
+    objective = "the run ran its whole duration and its record is whole"
+    planned, ran = completeness.get("planned_s"), completeness.get("ran_s")
+    if not reasons:
+        measured = f"ran {ran:.1f} s" + (f" of {planned:g} s planned" if planned is not None else "")
+        return SLOCheck("run_complete", objective, planned, ran, "pass", measured)
+    detail = "; ".join(r["detail"] for r in reasons)
+    return SLOCheck("run_complete", objective, planned, ran, "incomplete", detail)
+
+
+def _unapplied(s: dict[str, Any]) -> list[str]:
+    """Details of planned faults that were never attempted (from the completeness reasons)."""
+    completeness = s.get("completeness") or {}
+    return [
+        r["detail"]
+        for r in completeness.get("reasons", [])
+        if r["cause"] == "fault_not_applied" and "never applied" in r["detail"]
+    ]
+
+
 def _faults_applied(s: dict[str, Any]) -> SLOCheck:
     failed = s["failed_faults"]
-    planned = len(s["faults"]) + len(failed)
+    never = _unapplied(s)
+    planned = len(s["faults"]) + len(failed) + len(never)
     objective = "every fault was applied"
-    if not failed:
+    if not failed and not never:
         return SLOCheck("faults_applied", objective, None, float(planned), "pass", f"{planned} of {planned}")
-    names = "; ".join(f"{f['fault_id']} ({f['error']})" for f in failed)
-    detail = f"{len(failed)} of {planned} could not be applied: {names}"
-    return SLOCheck("faults_applied", objective, None, float(planned - len(failed)), "fail", detail)
+    names = "; ".join([*(f"{f['fault_id']} ({f['error']})" for f in failed), *never])
+    detail = f"{len(failed) + len(never)} of {planned} not applied: {names}"
+    applied = float(planned - len(failed) - len(never))
+    return SLOCheck("faults_applied", objective, None, applied, "incomplete", detail)
 
 
 def _at_most(

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lab.analysis import failover
+from lab.analysis import completeness, failover
 from lab.analysis.breakers import analyse_breakers
 from lab.analysis.faults import FaultSeries, RecoverySettings, analyse_faults
 from lab.analysis.loading import RunData
@@ -94,9 +94,30 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         "definitions": definitions(settings),
         "warnings": run.warnings,
     }
+    summary["completeness"] = run_completeness(run)
     slo = evaluate(run.slos, summary)
     summary["slo"] = slo.to_dict()
+    summary["verdict"] = slo.verdict
     return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo, soak)
+
+
+def run_completeness(run: RunData) -> dict[str, Any]:
+    """Whether the run's evidence is whole (lab.analysis.completeness): its reasons when it is not."""
+    times = [frame["t"].to_numpy() for frame in (run.requests, run.heads) if len(frame)]
+    last = max(float(t.max()) for t in times) if times else None
+    failed = [
+        {"fault_id": f.fault_id, "action": f.action, "target": f.target, "error": f.error}
+        for f in run.failed_faults
+    ]
+    attempted = {f.fault_id for f in run.faults} | {f.fault_id for f in run.failed_faults}
+    return completeness.assess(
+        run.manifest,
+        ran_s=run.duration,
+        has_end=run.manifest.get("ended") is not None,
+        last_record_s=last,
+        failed_faults=failed,
+        attempted_fault_ids=attempted,
+    )
 
 
 def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:

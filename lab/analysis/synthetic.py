@@ -138,6 +138,7 @@ class SyntheticRun:
     workers: int = 1
     part_seconds: float = 60.0  # each worker closes one part per this much run time (a real run: 1 s)
     write_ended: bool = True  # False: a run killed before it wrote its end time
+    outcome: str | None = None  # the manifest's outcome; None: "completed" ("running" without an end)
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,7 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
         "run_id": run.path.name,
         "scenario": {
             "name": plan.scenario,
+            "load": {"duration": plan.duration_s},
             "slos": dict(plan.slos or {}),
             **({"regression": dict(plan.regression)} if plan.regression else {}),
         },
@@ -207,6 +209,7 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
     }
     if plan.write_ended:
         manifest["ended"] = plan.start_unix + plan.duration_s
+    manifest["outcome"] = plan.outcome if plan.outcome is not None else ("completed" if plan.write_ended else "running")
     run.write_manifest(manifest)
     _write_requests(plan, run.path)
     if plan.heads is not None:
@@ -313,7 +316,9 @@ def _requests_slice(plan: SyntheticRun, rng: np.random.Generator, index: np.ndar
         "batch_size": np.full(n, None, dtype=object),
         "worker": np.full(n, "synthetic", dtype=object),
     }
-    return pa.table(columns, schema=TABLES["requests"])
+    schema = TABLES["requests"]  # columns the generator does not plan (e.g. the checker's) stay null
+    columns.update({c: pa.nulls(n, schema.field(c).type) for c in schema.names if c not in columns})
+    return pa.table(columns, schema=schema)
 
 
 def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:

@@ -148,7 +148,9 @@ def test_a_fault_that_could_not_be_applied_is_listed_and_never_analysed(tmp_path
     ]  # fmt: skip
     assert any("could not be applied" in w and "broken" in w for w in summary["warnings"])
     check = next(c for c in analysis.slo.checks if c.name == "faults_applied")
-    assert check.status == "fail" and "f2" in check.detail and check.actual == 1.0
+    assert check.status == "incomplete" and "f2" in check.detail and check.actual == 1.0
+    assert analysis.slo.verdict == "incomplete" and summary["verdict"] == "incomplete"
+    assert [r["cause"] for r in summary["completeness"]["reasons"]] == ["fault_not_applied"]
     assert analysis.slo.passed is False
 
 

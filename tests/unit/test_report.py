@@ -52,7 +52,8 @@ def test_summary_json_has_the_contract_keys(written: Path) -> None:
     assert all(isinstance(v, float) for v in summary["providers"].values())
     assert set(summary["subscription"]) >= {"heads", "missing", "duplicates", "max_gap"}
     assert (summary["subscription"]["missing"], summary["subscription"]["max_gap"]) == (2, 2)
-    assert set(summary["slo"]) == {"passed", "checks"}
+    assert set(summary["slo"]) == {"passed", "verdict", "checks"}
+    assert summary["verdict"] == "fail" and summary["completeness"]["complete"] is True
     assert summary["slo"]["passed"] is False
 
 
@@ -114,7 +115,10 @@ def test_a_fault_that_was_not_applied_shows_in_every_output(tmp_path: Path) -> N
     html = (path / "report.html").read_text()
     assert "could not be applied" in html and "DockerException: gone" in html
     md = (path / "summary.md").read_text()
-    assert md.startswith("## FAIL") and "| broken | toxic → provider-a | 30 s | DockerException: gone |" in md
+    assert md.startswith("## INCOMPLETE") and "| broken | toxic → provider-a | 30 s | DockerException: gone |" in md
+    assert md.splitlines()[2].startswith("**INCOMPLETE: fault f2 (toxic → provider-a) could not be applied")
     root = ET.parse(path / "junit.xml").getroot()
-    failed = [c.get("name", "") for c in root.iter("testcase") if c.find("failure") is not None]
-    assert failed == ["faults_applied: every fault was applied"]
+    errors = [c.get("name", "") for c in root.iter("testcase") if c.find("error") is not None]
+    assert errors == ["faults_applied: every fault was applied"]
+    props = {p.get("name"): p.get("value", "") for p in root.iter("property")}
+    assert props["verdict"] == "INCOMPLETE" and "DockerException: gone" in props["incomplete"]

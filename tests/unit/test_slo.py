@@ -51,7 +51,7 @@ def test_every_objective_met_exits_zero(tmp_path: Path) -> None:
     assert code == 0, output
     assert "PASS" in output
     assert {name: c["status"] for name, c in checks(path).items()} == dict.fromkeys(
-        ["traffic_recorded", "faults_applied", *slos], "pass"
+        ["traffic_recorded", "run_complete", "faults_applied", *slos], "pass"
     )
     # Target 90 %: the window [24, 34) holds 100 failures in 1,000 requests, exactly 90 %, so it is good.
     assert checks(path)["recovery_s"]["actual"] == 4.0
@@ -87,7 +87,7 @@ def test_an_objective_without_data_fails_as_no_data(tmp_path: Path) -> None:
 
 def test_a_run_with_no_requests_gets_a_clear_failing_verdict(tmp_path: Path) -> None:
     RunDir.create(tmp_path, "empty").write_manifest(
-        {"scenario": {"name": "s", "slos": {"success_rate": 0.99}}}
+        {"scenario": {"name": "s", "slos": {"success_rate": 0.99}}, "outcome": "completed"}
     )
     code, output = report(tmp_path / "empty")
     assert code == 1
@@ -125,8 +125,10 @@ def test_a_record_written_by_the_real_writers_and_torn_by_a_kill_is_analysed(tmp
     with (run.path / "faults.jsonl").open("ab") as fh:
         fh.write(b'{"event": "end", "fault_id": "f1", "ts": 10')  # killed mid-line
     code, output = report(run.path)
-    assert code == 0, output
+    assert code == 4, output  # killed: INCOMPLETE, whatever its SLOs say
+    assert "INCOMPLETE: the run never finished" in output
     summary = orjson.loads((run.path / "summary.json").read_bytes())
+    assert summary["verdict"] == "incomplete" and summary["slo"]["passed"] is False
     assert summary["requests"] == 20 and summary["success_rate"] == 0.75
     assert summary["faults"][0]["ended"] is False
     assert summary["duration_s"] == 19.0  # no end time: the last record
