@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_LAB_FAILED,
+    EXIT_OK,
+    EXIT_VERDICT_FAILED,
+)
 from lab.run.manifest import DEFAULT_OUT
 from lab.scenario import parse_duration
 from lab.scenario.models import MAX_RUN_S, MAX_USERS
@@ -83,7 +90,8 @@ def run_command(
 ) -> None:
     """Run SCENARIO against a fresh lab and record everything under reports/<run-id>/.
 
-    Exit codes: 0 every SLO held, 1 an SLO missed, 2 bad input, 3 the lab failed, 130 interrupted;
+    Exit codes: 0 every SLO held, 1 an SLO missed, 2 bad input, 3 the lab failed, 4 INCOMPLETE (no
+    verdict: records lost, the load cut short, a fault not applied), 130 interrupted (INCOMPLETE too);
     with --repeat, the worst of the runs (bad input and an interrupt stop the repeats).
     """
     from rich.console import Console
@@ -111,6 +119,6 @@ def run_command(
 
 
 def worst(codes: list[int]) -> int:
-    """The exit code of several runs: interrupted, bad input, lab failed, verdict failed, ok."""
-    order = (EXIT_INTERRUPTED, EXIT_BAD_INPUT, EXIT_LAB_FAILED, EXIT_VERDICT_FAILED, EXIT_OK)
+    """The exit code of several runs: interrupted, bad input, lab failed, incomplete, verdict failed, ok."""
+    order = (EXIT_INTERRUPTED, EXIT_BAD_INPUT, EXIT_LAB_FAILED, EXIT_INCOMPLETE, EXIT_VERDICT_FAILED, EXIT_OK)
     return next((code for code in order if code in codes), max(codes))

@@ -1,4 +1,11 @@
-"""Locust headless in its own process, recording into the run directory (lab.load's locustfile)."""
+"""Locust headless in its own process, recording into the run directory (lab.load's locustfile).
+
+Locust dies with `lab run`: it runs under lab/run/tether.py, which gets SIGTERM from Linux when `lab run`
+dies (PR_SET_PDEATHSIG) and then stops Locust's whole process group (its `--processes` workers too). A
+`lab run` killed with SIGKILL thus stops the load instead of leaving Locust loading the orphaned lab and
+writing into the record. The death signal follows the thread that started the process: Locust is started
+from `lab run`'s main thread.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +25,13 @@ from lab.run.errors import LabFailed
 from lab.scenario import Scenario
 
 LOCUST_STOP_TIMEOUT_S = 20.0
+
+TETHER = Path(__file__).with_name("tether.py")
+
+
+def tied_to_parent(command: list[str]) -> list[str]:
+    """`command` run so that it gets SIGTERM when this process dies (see the module docstring)."""
+    return [sys.executable, str(TETHER), str(os.getpid()), *command]
 
 
 class LocustProcess:
@@ -54,7 +68,8 @@ class LocustProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                self.command, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                tied_to_parent(self.command), env=self.env, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C reaches the orchestrator only; it stops Locust in order
             )  # fmt: skip
         return self

@@ -5,12 +5,21 @@ lifted, Locust stopped, the lab torn down, the analysis.
 Fault offsets count from the moment Locust reports the load started (its `test_start`). Everything
 started is stopped on every path: the end of the load, an error, a run record that cannot be written
 (the disk is full), Ctrl-C or SIGTERM. Exit codes are the CLI's (see lab.cli): 0 every SLO held, 1 an
-SLO missed, 2 bad input, 3 the lab failed, 130 interrupted.
+SLO missed, 2 bad input, 3 the lab failed, 4 INCOMPLETE (the record is not whole: records lost, the load
+cut short, a fault not applied; see lab.analysis.completeness), 130 interrupted (INCOMPLETE too: the
+terminal says so, and `lab report` on its record exits 4).
+
+The manifest's `outcome`: running (until the end: a killed run keeps it), completed, interrupted,
+record_lost (a writer of the record failed: `record_failure` says which), failed (the lab's own failure).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -21,7 +30,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from rich.markup import escape
 
-from lab.cli import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_LAB_FAILED, EXIT_OK, EXIT_VERDICT_FAILED
+from lab.cli import (
+    EXIT_BAD_INPUT,
+    EXIT_INCOMPLETE,
+    EXIT_INTERRUPTED,
+    EXIT_LAB_FAILED,
+    EXIT_OK,
+    EXIT_VERDICT_FAILED,
+)
 from lab.record import RunDir, new_run_id
 from lab.run.errors import BadInput, LabFailed, RecordFailed
 from lab.run.locust_process import LocustProcess
@@ -38,6 +54,9 @@ if TYPE_CHECKING:
 
 LOAD_START_TIMEOUT_S = 90.0
 GRACE_S = 30.0  # past the scenario's duration before Locust is stopped regardless
+# Space kept in the run directory so the manifest can still say how the run ended when the disk fills.
+RESERVE = ".reserve"
+RESERVE_BYTES = 1 << 20
 
 
 @dataclass
@@ -157,11 +176,14 @@ class Run:
             "machine": machine(),
             "gateway": gateway_record(prepared.topology.gateway),
             "outcome": "running",
+            "pid": os.getpid(),  # with the hostname: `lab report` tells a killed run from a running one
+            "hostname": socket.gethostname(),
             "started": None,
             "ended": None,
         }
         try:
             self.run_dir.write_manifest(self.manifest)
+            (self.run_dir.path / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
         except OSError as exc:  # --out is there but cannot take a file (read-only, full)
             shutil.rmtree(self.run_dir.path, ignore_errors=True)
             raise BadInput(
@@ -169,12 +191,24 @@ class Run:
             ) from None
 
     def save(self, **fields: Any) -> None:
-        """Update the manifest; a failed write is noted (the run stops on it), the last good one kept."""
+        """Update the manifest; a failed write is noted (the run stops on it), the last good one kept. On
+        a full disk the reserve is given up once, so the manifest can still say how the run ended."""
         self.manifest.update(fields)
         try:
             self.run_dir.write_manifest(self.manifest)
         except OSError as exc:
             self.run_dir.failure.note(self.run_dir.manifest_path, exc)
+            if exc.errno == errno.ENOSPC and self.release_reserve():
+                with contextlib.suppress(OSError):
+                    self.run_dir.write_manifest(self.manifest)
+
+    def release_reserve(self) -> bool:
+        """Remove the reserve file; True if it was there."""
+        try:
+            (self.run_dir.path / RESERVE).unlink()
+        except OSError:
+            return False
+        return True
 
     def progress(self, message: str) -> None:
         self.console.print(f"[dim]lab:[/] {escape(message)}", highlight=False)
@@ -242,6 +276,15 @@ class Run:
                 f"the run record cannot be written: {self.run_dir.failure.describe()}; the run was stopped, "
                 "its faults lifted and the lab torn down"
             )
+
+    def ran_line(self) -> str:
+        """How long the load ran, of how long planned (for the terminal's INCOMPLETE line)."""
+        started = self.manifest.get("started")
+        planned = f" of {format_duration(self.prepared.plan.duration)} planned"
+        if not isinstance(started, int | float):
+            return "before the load started"
+        ended = self.manifest.get("ended") or time.time()
+        return f"after {ended - started:.1f} s{planned}"
 
     def under_load(self, lab: Lab) -> None:
         from lab.faults.nemesis import MonotonicClock, Nemesis
@@ -329,9 +372,9 @@ def describe_active(nemesis: Nemesis) -> list[str]:
 
 
 def analyse(run_dir: Path, console: Console) -> str | None:
-    """Run `lab report RUN_DIR` when the analysis is installed: "pass", "fail", "error" (it did not
-    produce a verdict), or None (no analysis). The verdict is read from the summary it writes, since a
-    crashing Python also exits with 1."""
+    """Run `lab report RUN_DIR` when the analysis is installed: "pass", "fail", "incomplete", "error" (it
+    did not produce a verdict), or None (no analysis). The verdict is read from the summary it writes,
+    since a crashing Python also exits with 1."""
     try:
         import lab.analysis.cli  # noqa: F401
     except ImportError:
@@ -339,14 +382,16 @@ def analyse(run_dir: Path, console: Console) -> str | None:
         return None
     code = subprocess.run([sys.executable, "-m", "lab", "report", str(run_dir)], check=False).returncode
     try:
-        passed = orjson.loads((run_dir / "summary.json").read_bytes())["slo"]["passed"]
-    except (OSError, orjson.JSONDecodeError, KeyError, TypeError):
-        passed = None
-    if code not in (EXIT_OK, EXIT_VERDICT_FAILED) or not isinstance(passed, bool):
+        summary = orjson.loads((run_dir / "summary.json").read_bytes())
+        verdict = summary.get("verdict") or ("pass" if summary["slo"]["passed"] is True else "fail")
+    except (OSError, orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+        verdict = None
+    expected = {"pass": EXIT_OK, "fail": EXIT_VERDICT_FAILED, "incomplete": EXIT_INCOMPLETE}
+    if verdict not in expected or code != expected[verdict]:
         again = escape(f"lab report {run_dir}")
         console.print(f"[bold red]the analysis failed[/] (exit {code}); re-run it with: {again}")
         return "error"
-    return "pass" if passed else "fail"
+    return str(verdict)
 
 
 def execute(options: RunOptions, console: Console) -> int:
@@ -380,8 +425,18 @@ def execute(options: RunOptions, console: Console) -> int:
         run.save(outcome="completed")
     except KeyboardInterrupt:
         run.save(outcome="interrupted")
-        console.print(f"[yellow]interrupted[/]; what was recorded is in {escape(str(run.run_dir.path))}")
+        run.release_reserve()
+        console.print(
+            f"[bold yellow]INCOMPLETE:[/] interrupted {escape(run.ran_line())}; no verdict "
+            f"(`lab report` on it says INCOMPLETE); what was recorded is in {escape(str(run.run_dir.path))}"
+        )
         return EXIT_INTERRUPTED
+    except RecordFailed as exc:
+        run.save(outcome="record_lost", record_failure=run.run_dir.failure.describe(), error=str(exc))
+        run.release_reserve()
+        error("INCOMPLETE:", str(exc))
+        console.print(escape(f"run record: {run.run_dir.path}"), highlight=False)
+        return EXIT_INCOMPLETE
     except (BadImageMode, BadInput) as exc:
         run.save(outcome="failed", error=str(exc))
         error("error:", str(exc))
@@ -395,10 +450,15 @@ def execute(options: RunOptions, console: Console) -> int:
         run.save(outcome="failed", error=f"{type(exc).__name__}: {exc}")
         console.print_exception()
         code = EXIT_LAB_FAILED
+    run.release_reserve()
     if code == EXIT_OK and options.report:
         verdict = analyse(run.run_dir.path, console)
         if verdict is not None:
             run.save(verdict=verdict)
-        code = {"fail": EXIT_VERDICT_FAILED, "error": EXIT_LAB_FAILED}.get(verdict or "", EXIT_OK)
+        code = {
+            "fail": EXIT_VERDICT_FAILED,
+            "incomplete": EXIT_INCOMPLETE,
+            "error": EXIT_LAB_FAILED,
+        }.get(verdict or "", EXIT_OK)
     console.print(escape(f"run record: {run.run_dir.path}"), highlight=False)
     return code

@@ -110,6 +110,8 @@ def test_run_ids_are_valid_lab_ids() -> None:
         (1, {"slo": {"passed": False}}, "fail"),
         (1, None, "error"),  # a crash exits with 1 too: no summary, no verdict
         (2, None, "error"),
+        (4, {"verdict": "incomplete", "slo": {"passed": False}}, "incomplete"),
+        (0, {"verdict": "incomplete", "slo": {"passed": False}}, "error"),  # the exit code disagrees
     ],
 )
 def test_the_verdict_comes_from_the_summary(
@@ -147,12 +149,14 @@ def test_sigterm_before_the_lab_is_up_is_an_interruption(
     ignored: list[int] = []
     monkeypatch.setattr(orchestrate.Run, "execute", terminated_while_images_build)
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: ignored.append(signum))
+    console = Console(record=True, width=300)
     try:
-        code = orchestrate.execute(RunOptions(SMOKE, out=tmp_path, report=False), Console(quiet=True))
+        code = orchestrate.execute(RunOptions(SMOKE, out=tmp_path, report=False), console)
         restored = signal.getsignal(signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert code == 130 and ignored == [], "SIGTERM reached the run as an interruption"
+    assert "INCOMPLETE: interrupted before the load started; no verdict" in console.export_text()
     [run_dir] = list(tmp_path.iterdir())
     assert orjson.loads((run_dir / "manifest.json").read_bytes())["outcome"] == "interrupted"
     assert restored is not None and restored != signal.SIG_DFL, "the previous handler is back"
@@ -234,11 +238,11 @@ def test_a_read_only_out_exits_2_leaving_no_run_directory(
     assert list(tmp_path.iterdir()) == [], "no half-made run directory"
 
 
-def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
+def test_a_full_disk_during_the_run_stops_it_as_incomplete_keeping_the_record(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The disk fills while the load runs: the run stops, exits 3 with one message, the manifest written
-    before is kept whole and no temporary file is left behind."""
+    """The disk fills while the load runs: the run stops, exits 4 (INCOMPLETE) with one message, no
+    temporary file is left behind, and the reserve the run kept lets the manifest say how it ended."""
     import errno
 
     import orjson
@@ -250,9 +254,13 @@ def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
 
     def disk_fills_under_load(self: orchestrate.Run) -> None:
         self.save(started=1.0)  # written while there is space
+        reserve = self.run_dir.path / orchestrate.RESERVE
+        assert reserve.stat().st_size == orchestrate.RESERVE_BYTES
         real_write_bytes = Path.write_bytes
 
         def full(path: Path, data: bytes) -> int:
+            if not reserve.exists():  # the reserve given up: room for a manifest again
+                return real_write_bytes(path, data)
             real_write_bytes(path, data[: len(data) // 2])  # a half-written temporary file
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
@@ -264,7 +272,7 @@ def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
         writer = self.run_dir.table_writer("provider_stats", autoflush=False)
         writer.append({"ts": 2.0, "provider": "a"})
         assert writer.flush() is None  # noted, not raised
-        self.save(ended=2.0)  # not raised either: the last good manifest stays
+        self.save(ended=2.0)  # not raised either: the reserve is given up and the manifest written
         stopped.append("under load")
         self.check_record()
 
@@ -272,18 +280,21 @@ def test_a_full_disk_during_the_run_stops_it_with_exit_3_keeping_the_record(
     console = Console(record=True, width=300)
     code = orchestrate.execute(RunOptions(SMOKE, out=tmp_path, report=True), console)
     output = console.export_text()
-    assert code == 3 and stopped == ["under load"]
+    assert code == 4 and stopped == ["under load"]
     [run_dir] = list(tmp_path.iterdir())
-    [message] = [line for line in output.splitlines() if "the lab failed" in line]
+    [message] = [line for line in output.splitlines() if "INCOMPLETE" in line]
     assert message == (
-        "the lab failed: the run record cannot be written: "
+        "INCOMPLETE: the run record cannot be written: "
         f"No space left on device ({run_dir}/provider_stats); "
         "the run was stopped, its faults lifted and the lab torn down"
     )
     assert "Traceback" not in output and "the analysis" not in output
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
-    assert manifest["started"] == 1.0 and manifest["outcome"] == "running"
+    assert manifest["started"] == 1.0 and manifest["ended"] == 2.0
+    assert manifest["outcome"] == "record_lost"
+    assert manifest["record_failure"] == f"No space left on device ({run_dir}/provider_stats)"
     assert not list(run_dir.rglob("*.tmp")), "no temporary file left"
+    assert not (run_dir / orchestrate.RESERVE).exists()
     assert RunDir(run_dir).read_manifest()["run_id"] == run_dir.name
 
 
