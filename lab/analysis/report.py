@@ -43,7 +43,7 @@ def write_json(path: Path, data: Any) -> None:
 
 
 def verdict_of(s: dict[str, Any]) -> str:
-    """"pass", "fail" or "incomplete" (a summary from before the verdict field: from its SLO checks)."""
+    """ "pass", "fail" or "incomplete" (a summary from before the verdict field: from its SLO checks)."""
     verdict = s.get("verdict") or s["slo"].get("verdict")
     if verdict in ("pass", "fail", "incomplete"):
         return str(verdict)

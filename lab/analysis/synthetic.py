@@ -209,7 +209,7 @@ def write_run(plan: SyntheticRun, path: str | os.PathLike[str]) -> Path:
     }
     if plan.write_ended:
         manifest["ended"] = plan.start_unix + plan.duration_s
-    manifest["outcome"] = plan.outcome if plan.outcome is not None else ("completed" if plan.write_ended else "running")
+    manifest["outcome"] = plan.outcome or ("completed" if plan.write_ended else "running")
     run.write_manifest(manifest)
     _write_requests(plan, run.path)
     if plan.heads is not None:

@@ -115,7 +115,8 @@ def test_a_fault_that_was_not_applied_shows_in_every_output(tmp_path: Path) -> N
     html = (path / "report.html").read_text()
     assert "could not be applied" in html and "DockerException: gone" in html
     md = (path / "summary.md").read_text()
-    assert md.startswith("## INCOMPLETE") and "| broken | toxic → provider-a | 30 s | DockerException: gone |" in md
+    assert md.startswith("## INCOMPLETE")
+    assert "| broken | toxic → provider-a | 30 s | DockerException: gone |" in md
     assert md.splitlines()[2].startswith("**INCOMPLETE: fault f2 (toxic → provider-a) could not be applied")
     root = ET.parse(path / "junit.xml").getroot()
     errors = [c.get("name", "") for c in root.iter("testcase") if c.find("error") is not None]
