@@ -104,7 +104,7 @@ def assess(
                 )
             )
     exit_code = (manifest.get("locust") or {}).get("exit_code")
-    if isinstance(exit_code, int) and exit_code != 0:
+    if outcome == "completed" and isinstance(exit_code, int) and exit_code != 0:  # else the lab stopped it
         reasons.append(Reason("load_failed", f"Locust exited with code {exit_code}"))
     for fault in failed_faults:
         reasons.append(

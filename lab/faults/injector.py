@@ -105,6 +105,7 @@ class FaultInjector:
     ) -> Fault:
         """Add any toxic to the target's proxies; lifting removes it."""
         proxies = self.proxy_names(target, transport)
+        issued = self.journal.now()
         added: list[str] = []
         try:
             for proxy in proxies:
@@ -120,25 +121,29 @@ class FaultInjector:
                 self.toxiproxy.remove_toxic(proxy, toxic.toxic_name)
 
         params = {**toxic.params(), "toxic": toxic.toxic_name, "proxies": proxies}
-        return self.journal.record(toxic.type, target, params, remove, name=name)
+        return self.journal.record(toxic.type, target, params, remove, name=name, issued_at=issued)
 
     def update_toxic(self, fault: Fault, **changes: Any) -> Fault:
         """Change a toxic fault's attributes or toxicity in place: the old fault ends, a new one starts."""
         if not fault.active:
             raise ValueError(f"fault {fault.fault_id} has been lifted")
         toxic = _toxic_of(fault)
+        issued = self.journal.now()
         updated = Toxic.model_validate({**toxic.params(), **changes, "name": toxic.toxic_name})
         for proxy in fault.params["proxies"]:
             self.toxiproxy.update_toxic(proxy, updated)
         inverse, fault._inverse = fault._inverse, None  # the toxic stays: the new fault removes it
         fault.lift()
         params = {**updated.params(), "toxic": updated.toxic_name, "proxies": fault.params["proxies"]}
-        return self.journal.record(updated.type, fault.target, params, inverse, name=fault.name)
+        return self.journal.record(
+            updated.type, fault.target, params, inverse, name=fault.name, issued_at=issued
+        )
 
     # --- whole proxies -----------------------------------------------------------------------------
     def cut(self, target: str, *, transport: Transport = "both", name: str | None = None) -> Fault:
         """Disable the target's proxies: listeners closed, open connections dropped (a hard outage)."""
         proxies = self.proxy_names(target, transport)
+        issued = self.journal.now()
         for proxy in proxies:
             self.toxiproxy.set_enabled(proxy, False)
 
@@ -146,41 +151,55 @@ class FaultInjector:
             for proxy in proxies:
                 self.toxiproxy.set_enabled(proxy, True)
 
-        return self.journal.record("cut", target, {"proxies": proxies}, restore, name=name)
+        return self.journal.record("cut", target, {"proxies": proxies}, restore, name=name, issued_at=issued)
 
     # --- processes ---------------------------------------------------------------------------------
     def kill(self, target: str, *, signal: str = "SIGKILL", name: str | None = None) -> Fault:
         """Kill the container's main process; lifting starts the container again."""
-        inverse = process.kill(self._container(target), signal)
-        return self.journal.record("kill", target, {"signal": signal}, inverse, name=name)
+        container, issued = self._container(target), self.journal.now()
+        inverse = process.kill(container, signal)
+        return self.journal.record("kill", target, {"signal": signal}, inverse, name=name, issued_at=issued)
 
     def stop(self, target: str, *, timeout_s: int = 10, name: str | None = None) -> Fault:
-        inverse = process.stop(self._container(target), timeout_s)
-        return self.journal.record("stop", target, {"timeout_s": timeout_s}, inverse, name=name)
+        container, issued = self._container(target), self.journal.now()
+        inverse = process.stop(container, timeout_s)
+        params = {"timeout_s": timeout_s}
+        return self.journal.record("stop", target, params, inverse, name=name, issued_at=issued)
 
     def pause(self, target: str, *, name: str | None = None) -> Fault:
-        inverse = process.pause(self._container(target))
-        return self.journal.record("pause", target, {}, inverse, name=name)
+        container, issued = self._container(target), self.journal.now()
+        inverse = process.pause(container)
+        return self.journal.record("pause", target, {}, inverse, name=name, issued_at=issued)
 
     def restart(self, target: str, *, timeout_s: int = 10, name: str | None = None) -> Fault:
-        """Restart the container (an instant fault: it has ended when this returns)."""
-        process.restart(self._container(target), timeout_s)
-        return self.journal.record("restart", target, {"timeout_s": timeout_s}, None, name=name, instant=True)
+        """Restart the container (an instant fault: it has ended when this returns). Recorded as stop
+        then start: issued before the stop, in effect once stopped, its end issued at the start and in
+        effect once the container runs again — its impact falls inside its window."""
+        container, issued = self._container(target), self.journal.now()
+        stopped = process.restart(container, timeout_s, clock=self.journal.now)
+        return self.journal.record(
+            "restart", target, {"timeout_s": timeout_s}, None, name=name, instant=True,
+            issued_at=issued, effective_at=stopped, lift_issued_at=stopped,
+        )  # fmt: skip
 
     def disconnect(self, target: str, *, name: str | None = None) -> Fault:
-        inverse = process.disconnect(self._container(target))
-        return self.journal.record("disconnect", target, {}, inverse, name=name)
+        container, issued = self._container(target), self.journal.now()
+        inverse = process.disconnect(container)
+        return self.journal.record("disconnect", target, {}, inverse, name=name, issued_at=issued)
 
     def squeeze_memory(self, target: str, limit: int | str, *, name: str | None = None) -> Fault:
         """Lower the container's memory limit (e.g. "64m"); lifting restores the earlier limit."""
-        inverse = process.squeeze_memory(self._container(target), limit, unlimited=self._memory_total())
-        return self.journal.record("squeeze_memory", target, {"limit": limit}, inverse, name=name)
+        container, issued = self._container(target), self.journal.now()
+        inverse = process.squeeze_memory(container, limit, unlimited=self._memory_total())
+        params = {"limit": limit}
+        return self.journal.record("squeeze_memory", target, params, inverse, name=name, issued_at=issued)
 
     # --- behaviour and breakers --------------------------------------------------------------------
     def behavior(self, provider: str, behavior: dict[str, Any], *, name: str | None = None) -> Fault:
         """Switch a mock provider's behaviour (e.g. `{"type": "always_fail"}`); lifting restores it."""
         url = self._control_url(provider)
         before = self.control.get_behavior(url)
+        issued = self.journal.now()
         self.control.set_behavior(url, behavior)
         return self.journal.record(
             "behavior",
@@ -188,6 +207,7 @@ class FaultInjector:
             {"behavior": behavior, "before": before},
             lambda: self.control.set_behavior(url, before),
             name=name,
+            issued_at=issued,
         )
 
     def open_breaker(self, provider: str, *, name: str | None = None) -> Fault:
@@ -195,6 +215,7 @@ class FaultInjector:
         self._control_url(provider)  # an unknown provider is an error here, not a 4xx from the gateway
         if not self._gateway_url:
             raise UnknownTarget("no gateway admin URL known to open its breakers")
+        issued = self.journal.now()
         self.control.open_breaker(self._gateway_url, self._chain, provider)
         return self.journal.record(
             "open_breaker",
@@ -202,6 +223,7 @@ class FaultInjector:
             {"chain": self._chain},
             lambda: self.control.reset_breaker(self._gateway_url, self._chain, provider),
             name=name,
+            issued_at=issued,
         )
 
     def lift_all(self) -> list[str]:

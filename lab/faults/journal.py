@@ -4,7 +4,14 @@ Every fault call returns a `Fault`; `lift()` runs its inverse once. The `FaultJo
 of a lab and tells its listeners (the web UI writing `faults.jsonl`, a test log) about each start and
 end. `fault_event` builds the rows of the run record's `faults.jsonl`, for the journal, the nemesis and
 the web UI alike: `{"event", "fault_id", "name", "action", "target", "ts", "params"}` and, when known,
-`offset_s` (from the start of the load), `source` (who applied it), `error` and `reason`.
+`issued_ts` (when the action — applying it, or lifting it — was issued), `effective_ts` (when it had
+taken effect: the call returned), `offset_s` (from the start of the load), `source` (who applied it),
+`error` and `reason`.
+
+`ts` is the edge of the fault's window the analysis uses, the widest the fault can have acted in: for a
+`start` the time it was issued, for an `end` the time the lift took effect. A restart (an instant fault)
+is recorded from before the container stopped (start issued) to when it runs again (end effective), so its
+impact falls inside its window.
 """
 
 from __future__ import annotations
@@ -33,6 +40,8 @@ def fault_event(
     source: str | None = None,
     error: str | None = None,
     reason: str | None = None,
+    issued_ts: float | None = None,
+    effective_ts: float | None = None,
 ) -> FaultEvent:
     """One row of faults.jsonl. `event` is `start`, `end`, or `failed` (an application that raised:
     no start/end pair, `error` says why); an `end` may carry the lift's `error` or a `reason`."""
@@ -45,7 +54,14 @@ def fault_event(
         "ts": ts,
         "params": params,
     }
-    optional = {"offset_s": offset_s, "source": source, "error": error, "reason": reason}
+    optional = {
+        "issued_ts": issued_ts,
+        "effective_ts": effective_ts,
+        "offset_s": offset_s,
+        "source": source,
+        "error": error,
+        "reason": reason,
+    }
     return row | {key: value for key, value in optional.items() if value is not None}
 
 
@@ -59,8 +75,10 @@ class Fault:
     action: str
     target: str
     params: dict[str, Any]
-    started_at: float
-    ended_at: float | None = None
+    started_at: float  # when it had taken effect (the action returned)
+    ended_at: float | None = None  # when the lift had taken effect
+    issued_at: float | None = None  # when the action was issued (None: = started_at)
+    lift_issued_at: float | None = None  # when the lift was issued
     _inverse: Callable[[], None] | None = field(default=None, repr=False)
     _journal: FaultJournal | None = field(default=None, repr=False)
     _clock: Callable[[], float] = field(default=time.time, repr=False)
@@ -76,6 +94,7 @@ class Fault:
         with self._lock:
             if self.ended_at is not None:
                 return self
+            self.lift_issued_at = self._clock()
             if self._inverse is not None:
                 self._inverse()
             self.ended_at = self._clock()
@@ -84,15 +103,21 @@ class Fault:
         return self
 
     def event(self, kind: str) -> FaultEvent:
+        """The `start` row (ts: issued) or the `end` row (ts: the lift took effect)."""
+        start = kind == "start"
+        issued = (self.issued_at if start else self.lift_issued_at) or None
+        effective = self.started_at if start else self.ended_at
         return fault_event(
             kind,
             fault_id=self.fault_id,
             name=self.name,
             action=self.action,
             target=self.target,
-            ts=self.started_at if kind == "start" else self.ended_at,
+            ts=(issued if issued is not None else effective) if start else effective,
             params=self.params,
             source=self._source,
+            issued_ts=issued if issued is not None else effective,
+            effective_ts=effective,
         )
 
     def __enter__(self) -> Fault:
@@ -123,6 +148,10 @@ class FaultJournal:
             self._listeners.append(listener)
         return lambda: self._listeners.remove(listener)
 
+    def now(self) -> float:
+        """The journal's clock (for `issued_at`: read it before doing the action)."""
+        return self._clock()
+
     def emit(self, event: FaultEvent) -> None:
         for listener in list(self._listeners):
             listener(event)
@@ -136,9 +165,15 @@ class FaultJournal:
         *,
         name: str | None = None,
         instant: bool = False,
+        issued_at: float | None = None,
+        effective_at: float | None = None,
+        lift_issued_at: float | None = None,
     ) -> Fault:
-        """Record a fault that has just been applied. An `instant` one (a restart) ends at once."""
+        """Record a fault that has just been applied: `issued_at` is when the action was issued (before
+        the call), `effective_at` when it took effect (default: now). An `instant` one (a restart) ends
+        now, its end issued at `lift_issued_at` (e.g. when the stopped container was started again)."""
         now = self._clock()
+        started = effective_at if effective_at is not None else now
         with self._lock:
             fault = Fault(
                 fault_id=f"{self._id_prefix}{next(self._ids)}",
@@ -146,7 +181,8 @@ class FaultJournal:
                 action=action,
                 target=target,
                 params=params,
-                started_at=now,
+                started_at=started,
+                issued_at=issued_at,
                 _inverse=inverse,
                 _journal=self,
                 _clock=self._clock,
@@ -155,6 +191,7 @@ class FaultJournal:
             self._faults.append(fault)
         self.emit(fault.event("start"))
         if instant:
+            fault.lift_issued_at = lift_issued_at if lift_issued_at is not None else started
             fault.ended_at = now
             self.emit(fault.event("end"))
         return fault

@@ -3,7 +3,9 @@
 It applies each planned fault at its offset from the start of the load and lifts it at its end, in a
 thread (the orchestrator never imports Locust, so no gevent here). Every application is written to
 `faults.jsonl` as a start event and an end event with wall-clock timestamps (an application that
-raised is a single `failed` event with its error). Whatever is still active
+raised is a single `failed` event with its error): each with `issued_ts` (the action, or the lift, was
+issued) and `effective_ts` (it had taken effect); `ts` is the start's issued time and the end's
+effective time, the widest window the fault can have acted in (see lab.faults.journal). Whatever is still active
 when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a context manager,
 so a `finally` always runs it).
 
@@ -211,6 +213,8 @@ class Nemesis:
         *,
         error: str | None = None,
         reason: str | None = None,
+        issued: float | None = None,
+        effective: float | None = None,
     ) -> dict[str, Any]:
         return fault_event(
             kind,
@@ -224,6 +228,8 @@ class Nemesis:
             source=self.source,
             error=error,
             reason=reason,
+            issued_ts=issued,
+            effective_ts=effective,
         )
 
     def _emit(self, event: dict[str, Any]) -> None:
@@ -245,9 +251,12 @@ class Nemesis:
             self._emit(self._event("failed", fault, started, error=error))
             return
         self.summary.applied += 1
-        self._emit(self._event("start", fault, started))
-        if fault.instant:
-            self._emit(self._event("end", fault, self.wall_clock()))
+        took_effect = _time(handle, "started_at") or self.wall_clock()
+        self._emit(self._event("start", fault, started, issued=started, effective=took_effect))
+        if fault.instant:  # e.g. a restart: its end is when the container ran again
+            ended = _time(handle, "ended_at") or self.wall_clock()
+            end_issued = _time(handle, "lift_issued_at") or took_effect
+            self._emit(self._event("end", fault, ended, issued=end_issued, effective=ended))
             return
         self._active[fault.fault_id] = ActiveFault(fault, handle, started)
 
@@ -256,6 +265,7 @@ class Nemesis:
         if active is None:
             return  # it failed to apply, or was already lifted
         error: str | None = None
+        issued = self.wall_clock()
         try:
             if active.handle is not None:
                 active.handle.lift()
@@ -265,4 +275,15 @@ class Nemesis:
             log.warning("lifting fault %s failed: %s", fault_id, error)
             self.summary.lift_failures += 1
             self.summary.errors.append(f"lift {fault_id}: {error}")
-        self._emit(self._event("end", active.planned, self.wall_clock(), error=error, reason=reason))
+        ended = self.wall_clock()
+        self._emit(
+            self._event(
+                "end", active.planned, ended, error=error, reason=reason, issued=issued, effective=ended
+            )
+        )
+
+
+def _time(handle: object, name: str) -> float | None:
+    """A time the fault handle recorded itself (a `lab.faults.Fault`), if it has one."""
+    value = getattr(handle, name, None)
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -7,6 +7,7 @@ the lab publishes fixed host ports, so they are the same after a restart.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,8 +55,12 @@ def pause(target: ContainerTarget) -> Inverse:
     return target.container.unpause
 
 
-def restart(target: ContainerTarget, timeout: int = 10) -> None:
-    target.container.restart(timeout=timeout)
+def restart(target: ContainerTarget, timeout: int = 10, *, clock: Callable[[], float] = time.time) -> float:
+    """Stop, then start the container (what `docker restart` does); when it was stopped (by `clock`)."""
+    target.container.stop(timeout=timeout)
+    stopped = clock()
+    target.container.start()
+    return stopped
 
 
 def disconnect(target: ContainerTarget) -> Inverse:

@@ -162,7 +162,9 @@ def test_a_fault_records_start_and_end_events_as_the_run_record_has_them(world):
         "name": "p2 silent",
         "action": "timeout",
         "target": "p2",
-        "ts": 1001.0,
+        "ts": 1001.0,  # issued; in effect once Toxiproxy answered (the test clock ticks 1 s per reading)
+        "issued_ts": 1001.0,
+        "effective_ts": 1002.0,
         "params": {
             "type": "timeout",
             "stream": "upstream",
@@ -172,7 +174,8 @@ def test_a_fault_records_start_and_end_events_as_the_run_record_has_them(world):
             "proxies": ["p2_http"],
         },
     }
-    assert end["event"] == "end" and end["fault_id"] == "f1" and end["ts"] == 1002.0
+    assert end["event"] == "end" and end["fault_id"] == "f1" and end["ts"] == 1004.0
+    assert (end["issued_ts"], end["effective_ts"]) == (1003.0, 1004.0)
 
 
 def test_lift_is_done_once(world):
@@ -258,7 +261,27 @@ def test_restart_is_an_instant_fault(world):
     fault = faults.restart("gateway", timeout_s=1)
     assert not fault.active
     assert [e["event"] for e in world["events"]] == ["start", "end"]
-    assert world["containers"]["gateway"].calls == [("restart", 1)]
+    assert world["containers"]["gateway"].calls == [("stop", 1), ("start",)]
+
+
+def test_a_restart_is_recorded_from_before_the_stop_to_after_the_start(world):
+    """Its impact (the container down) falls inside its window: the window opens when the restart was
+    issued and closes once the container runs again (the test clock ticks 1 s per reading)."""
+    world["injector"].restart("gateway", timeout_s=1)
+    start, end = world["events"]
+    # issued (1001) → stopped (1002) → started again, recorded (1003)
+    assert (start["issued_ts"], start["effective_ts"], start["ts"]) == (1001.0, 1002.0, 1001.0)
+    assert (end["issued_ts"], end["effective_ts"], end["ts"]) == (1002.0, 1003.0, 1003.0)
+
+
+def test_every_fault_has_issued_and_effective_times_at_start_and_end(world):
+    faults: FaultInjector = world["injector"]
+    faults.apply(LatencyAction(latency="100ms"), "p1").lift()
+    faults.kill("p2").lift()
+    for start, end in zip(world["events"][::2], world["events"][1::2], strict=True):
+        assert (start["event"], end["event"]) == ("start", "end")
+        assert start["issued_ts"] < start["effective_ts"] <= end["issued_ts"] < end["effective_ts"]
+        assert start["ts"] == start["issued_ts"] and end["ts"] == end["effective_ts"]
 
 
 def test_disconnect_reconnects_with_the_same_aliases(world):

@@ -350,3 +350,39 @@ def test_every_action_applies_itself_through_the_injector() -> None:
     assert nemesis.summary.applied == 11 and nemesis.summary.failed == 0
     restart = [e for e in events if e["params"]["applied"] == "restart"]
     assert [e["event"] for e in restart] == ["start", "end"]  # instant: nothing left to lift
+
+
+def test_fault_events_carry_issued_and_effective_times() -> None:
+    """A restart handle that records its own times (as lab.faults.Fault does: issued, stopped, running
+    again) gives the start and end events their times; `ts` spans the widest window."""
+    s = scenario(
+        "[{id: slow, start: 5s, duration: 5s, target: alpha, action: {type: latency, latency: 100ms}},"
+        " {id: x, start: 20s, target: gateway, action: {type: restart}}]"
+    )
+    clock = ManualClock()
+    target = FakeTarget(clock)
+    events: list[dict[str, Any]] = []
+
+    class Restarted:
+        started_at, lift_issued_at, ended_at = EPOCH + 21.0, EPOCH + 21.0, EPOCH + 24.0
+
+        def lift(self) -> None:
+            pass
+
+    def apply(action: Action, where: str, *, name: str | None = None) -> Any:
+        handle = FakeTarget.apply(target, action, where, name=name)
+        return Restarted() if action.type == "restart" else handle
+
+    target.apply = apply  # type: ignore[method-assign]
+    nemesis = Nemesis(
+        plan_timeline(s), target, events.append, clock=clock, wall_clock=lambda: EPOCH + clock.now()
+    )
+    with nemesis:
+        nemesis.run()
+    by = {(e["name"], e["event"]): e for e in events}
+    slow_start, slow_end = by[("slow", "start")], by[("slow", "end")]
+    assert slow_start["issued_ts"] == slow_start["ts"] == EPOCH + 5 <= slow_start["effective_ts"]
+    assert slow_end["issued_ts"] <= slow_end["effective_ts"] == slow_end["ts"] == EPOCH + 10
+    start, end = by[("x", "start")], by[("x", "end")]
+    assert (start["ts"], start["issued_ts"], start["effective_ts"]) == (EPOCH + 20, EPOCH + 20, EPOCH + 21)
+    assert (end["ts"], end["issued_ts"], end["effective_ts"]) == (EPOCH + 24, EPOCH + 21, EPOCH + 24)
