@@ -5,8 +5,8 @@ thread (the orchestrator never imports Locust, so no gevent here). Every applica
 `faults.jsonl` as a start event and an end event with wall-clock timestamps (an application that
 raised is a single `failed` event with its error): each with `issued_ts` (the action, or the lift, was
 issued) and `effective_ts` (it had taken effect); `ts` is the start's issued time and the end's
-effective time, the widest window the fault can have acted in (see lab.faults.journal). Whatever is still active
-when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a context manager,
+effective time, the widest window the fault can have acted in (see lab.faults.journal). Whatever is
+still active when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a context manager,
 so a `finally` always runs it).
 
 The nemesis does not know Docker or Toxiproxy, nor any action: it hands each planned action to a
