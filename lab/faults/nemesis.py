@@ -6,8 +6,8 @@ thread (the orchestrator never imports Locust, so no gevent here). Every applica
 raised is a single `failed` event with its error): each with `issued_ts` (the action, or the lift, was
 issued) and `effective_ts` (it had taken effect); `ts` is the start's issued time and the end's
 effective time, the widest window the fault can have acted in (see lab.faults.journal). Whatever is
-still active when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a context manager,
-so a `finally` always runs it).
+still active when the run ends, fails or is interrupted is lifted by `stop()` (use the nemesis as a
+context manager, so a `finally` always runs it).
 
 The nemesis does not know Docker or Toxiproxy, nor any action: it hands each planned action to a
 `FaultTarget` (the lab's `FaultInjector`, whose `apply` lets the action apply itself), which returns
