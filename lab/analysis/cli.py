@@ -53,8 +53,10 @@ def _bad_input(console: Console, message: str) -> None:
 @click.command("report")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Where to write (default: RUN_DIR).")
-@click.option("--window", "window_s", default=10.0, show_default=True, help="Recovery window (s).")
-@click.option("--step", "step_s", default=1.0, show_default=True, help="Recovery window step (s).")
+@click.option("--window", "window_s", default=5.0, show_default=True, help="Recovery window (s).")
+@click.option(
+    "--step", "step_s", default=0.25, show_default=True, help="Recovery window step (s): the resolution."
+)
 @click.option(
     "--baseline", "baseline_s", default=30.0, show_default=True, help="Steady state before a fault (s)."
 )
@@ -160,10 +162,13 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
     )
     for fault in summary["faults"]:
         recovery = fault["recovery_s"]
-        text = (
-            f"recovered in {r.secs(recovery)}"
+        impact = fault.get("time_to_first_impact_s")
+        text = "no impact" if impact is None else f"first hit after {r.secs(impact)} ({fault['impacted_by']})"
+        text += (
+            f", recovered {r.secs(recovery)} after its start ({r.secs(fault['recovery_after_end_s'])} "
+            "after its end)"
             if recovery is not None
-            else fault["recovery_status"].replace("_", " ")
+            else f", {fault['recovery_status'].replace('_', ' ')}"
         )
         console.print(escape(f"  fault {fault['name']} → {fault['target']}: {text}"))
     for failed in summary["failed_faults"]:

@@ -1,19 +1,29 @@
-"""Each fault window against the steady state before it, and the time the service took to recover.
+"""Each fault window against the steady state before it: when the service was first hit, and when it
+was back — both the success rate and the latency.
 
 Definitions (times in seconds from the run start; requests are placed at their send time):
 
 - horizon of a fault: the start of the next fault that starts at or after this fault's end, else the run
   end. Faults that overlap this one are judged together with it.
-- window success rate at t: ok requests / requests sent in [t, t + W) (a forward window of W seconds).
-  Windows start at fault start + k·step and are cut at the horizon, down to W/2 long (when the
-  horizon is closer than W, the single window [start, horizon)). A window is bad when it has requests
-  and its success rate is below the target; an empty window is neither bad nor evidence of health.
-- recovered at R: the start of the window after the last bad window (the fault start when no window is
-  bad), provided a later window has requests. From R to the horizon every window meets the target.
-  recovery_s = R − fault start; recovery_after_end_s = max(0, R − fault end). Not recovered (None) when
-  the last bad window is the last window, or nothing follows it.
 - baseline: requests in the `baseline_s` seconds before the fault start, cut at the end of the latest
   earlier fault (empty when an earlier fault is still active).
+- latency limit: the baseline's p95 of successful requests × (1 + latency_tolerance), at least the
+  baseline p95 + latency_slack_ms (a baseline with ≥ MIN_BASELINE_OK successful requests); without one,
+  the scenario's p95_ms SLO; without that, latency is not judged (`latency_basis` says which).
+- a window is bad when it has requests and either its success rate is below the target, or more than
+  5 % of its successful requests are slower than the latency limit (its p95 is above the limit). An
+  empty window is neither bad nor evidence of health.
+- first impact at I: the end of the first bad backward window [I − W, I), I = fault start + k·step
+  (k ≥ 1), before the horizon; time_to_first_impact_s = I − fault start (None: never impacted).
+- recovered at R: forward windows [t, t + W) start at fault start + k·step and are cut at the horizon,
+  down to W/2 long (the single window [start, horizon) when the horizon is closer than W). R is the
+  start of the window after the last bad one (the fault start when none is bad), provided a later window
+  has requests; from R to the horizon every window meets both criteria. recovery_s (= time_to_recover_s)
+  = R − fault start; recovery_after_end_s = max(0, R − fault end). Not recovered (None) when the last bad
+  window is the last window, or nothing follows it.
+- resolution: the step (0.25 s by default); a window turns bad once 5 % of its requests are slow (or
+  1 − target of them failed), so an edge is placed within 5 % of W of where it is (0.25 s for W = 5 s),
+  where the traffic is dense enough to fill each window.
 - errors: failed requests from the fault start to R (to the horizon when not recovered);
   excess_errors subtracts what the baseline error rate predicts for that many requests.
 """
@@ -30,29 +40,51 @@ import pandas as pd
 from lab.analysis.loading import FaultWindow
 from lab.analysis.traffic import request_stats
 
+SLOW_SHARE = 0.05  # more than this share of a window's ok requests above the limit: its p95 is above it
+MIN_BASELINE_OK = 20  # successful requests a baseline needs for its p95 to set a latency limit
+
 
 @dataclass(frozen=True)
 class RecoverySettings:
     target: float = 0.99  # success rate a window must meet (the scenario's success_rate SLO when set)
-    window_s: float = 10.0
-    step_s: float = 1.0
+    window_s: float = 5.0
+    step_s: float = 0.25
     baseline_s: float = 30.0
+    latency_tolerance: float = 0.5  # p95 back within 50 % of the baseline's
+    latency_slack_ms: float = 25.0  # ... and never closer than this to it (a p95 of 3 ms is noisy)
+    latency_slo_ms: float | None = None  # the scenario's p95_ms: the limit when a fault has no baseline
+    share_step_s: float = 1.0  # bins of the provider shares (failover): a share needs requests per bin
 
     def describe(self) -> str:
         return (
             f"recovered = start of the first {self.window_s:g} s forward window after which every window "
             f"(stepped by {self.step_s:g} s, up to the next fault or the run end) has success rate ≥ "
-            f"{self.target:.4%}"
+            f"{self.target:.4%} and p95 within {self.latency_tolerance:.0%} (at least "
+            f"{self.latency_slack_ms:g} ms) of the pre-fault baseline's; first impact = end of the first "
+            f"{self.window_s:g} s window after the fault start that misses either"
         )
+
+    def latency_limit(self, baseline: dict[str, Any]) -> tuple[float | None, str]:
+        """(limit in ms, what it is based on) for a fault with this baseline (see the module docstring)."""
+        p95 = baseline["latency_ms"]["p95"]
+        ok = baseline["requests"] - baseline["errors"]
+        if p95 is not None and ok >= MIN_BASELINE_OK:
+            limit = max(p95 * (1 + self.latency_tolerance), p95 + self.latency_slack_ms)
+            return limit, f"baseline p95 {p95:.1f} ms"
+        if self.latency_slo_ms is not None:
+            return self.latency_slo_ms, "the p95_ms SLO (no baseline)"
+        return None, "not judged: no baseline and no p95_ms SLO"
 
 
 @dataclass(frozen=True)
 class WindowSeries:
-    """Success rate of forward windows starting at `starts` (NaN: empty window)."""
+    """Success rate of forward windows starting at `starts` (NaN: empty window); `bad`: windows that miss
+    the success target or the latency limit (None: not judged)."""
 
     starts: np.ndarray
     requests: np.ndarray
     success_rate: np.ndarray
+    bad: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -80,8 +112,39 @@ class RequestIndex:
         return slice(int(np.searchsorted(self.t, start, "left")), int(np.searchsorted(self.t, end, "left")))
 
 
+class SlowIndex:
+    """Cumulative counts of successful requests slower than a limit, over a slice of a RequestIndex."""
+
+    def __init__(self, index: RequestIndex, ok: np.ndarray, latency: np.ndarray, part: slice, limit: float):
+        self.t = index.t[part]
+        slow = ok[part] & (latency[part] > limit)
+        self.cumulative = np.concatenate([[0], np.cumsum(slow, dtype=np.int64)])
+
+    def counts(self, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        lo = np.searchsorted(self.t, start, side="left")
+        hi = np.searchsorted(self.t, end, side="left")
+        return self.cumulative[hi] - self.cumulative[lo]
+
+
+def judge(
+    index: RequestIndex, slow: SlowIndex | None, start: np.ndarray, end: np.ndarray, target: float
+) -> WindowSeries:
+    """The windows [start, end): requests, success rate and whether each is bad (see the docstring)."""
+    n, good = index.counts(start, end)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(n > 0, good / np.maximum(n, 1), np.nan)
+    bad = (n > 0) & (rate < target)
+    if slow is not None:
+        bad |= (n > 0) & (slow.counts(start, end) > SLOW_SHARE * good)
+    return WindowSeries(start, n, rate, bad)
+
+
 def window_series(
-    index: RequestIndex, start: float, horizon: float, settings: RecoverySettings
+    index: RequestIndex,
+    start: float,
+    horizon: float,
+    settings: RecoverySettings,
+    slow: SlowIndex | None = None,
 ) -> WindowSeries:
     span = horizon - start
     if span <= settings.window_s:
@@ -92,10 +155,35 @@ def window_series(
         last = span - settings.window_s / 2
         starts = start + settings.step_s * np.arange(math.floor(last / settings.step_s + 1e-9) + 1)
         ends = np.minimum(starts + settings.window_s, horizon)
-    n, good = index.counts(starts, ends)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(n > 0, good / np.maximum(n, 1), np.nan)
-    return WindowSeries(starts, n, rate)
+    return judge(index, slow, starts, ends, settings.target)
+
+
+def first_impact(
+    index: RequestIndex,
+    start: float,
+    horizon: float,
+    settings: RecoverySettings,
+    slow: SlowIndex | None = None,
+) -> tuple[float | None, str | None]:
+    """(I, what hit first: "errors", "latency" or "errors+latency"): the end of the first bad backward
+    window after the fault start (None: never impacted before the horizon)."""
+    count = math.floor((horizon - start) / settings.step_s + 1e-9)
+    if count < 1:
+        return None, None
+    ends = start + settings.step_s * np.arange(1, count + 1)
+    starts = ends - settings.window_s
+    series = judge(index, slow, starts, ends, settings.target)
+    assert series.bad is not None
+    hit = np.flatnonzero(series.bad)
+    if not hit.size:
+        return None, None
+    k = int(hit[0])
+    errors = bool(series.success_rate[k] < settings.target)
+    latency = slow is not None and bool(
+        slow.counts(starts[k : k + 1], ends[k : k + 1])[0]
+        > SLOW_SHARE * round(series.success_rate[k] * series.requests[k])
+    )
+    return float(ends[k]), "+".join(name for name, hit in (("errors", errors), ("latency", latency)) if hit)
 
 
 def recovery_moment(series: WindowSeries, target: float) -> tuple[float | None, str]:
@@ -103,7 +191,7 @@ def recovery_moment(series: WindowSeries, target: float) -> tuple[float | None, 
     has_requests = series.requests > 0
     if not has_requests.any():
         return None, "no_data"
-    bad = has_requests & (series.success_rate < target)
+    bad = has_requests & (series.success_rate < target) if series.bad is None else series.bad
     if not bad.any():
         return float(series.starts[0]), "recovered"
     last_bad = int(np.flatnonzero(bad)[-1])
@@ -141,8 +229,14 @@ def analyse_faults(
             baseline_from = max([fault.start - settings.baseline_s, 0.0, *earlier_ends])
         baseline = stats(baseline_from, fault.start)
         during = stats(fault.start, fault.end)
-        series = window_series(index, fault.start, horizon, settings)
+        limit, basis = settings.latency_limit(baseline)
+        slow = None
+        if limit is not None:
+            part = index.slice(fault.start - settings.window_s, horizon)
+            slow = SlowIndex(index, ok, latency, part, limit)
+        series = window_series(index, fault.start, horizon, settings, slow)
         moment, status = recovery_moment(series, settings.target)
+        impact_at, impacted_by = first_impact(index, fault.start, horizon, settings, slow)
         impact_end = moment if moment is not None else horizon
         impact = index.slice(fault.start, impact_end)
         errors = int(impact.stop - impact.start - np.count_nonzero(ok[impact]))
@@ -174,6 +268,12 @@ def analyse_faults(
                 else 0.0,
                 "errors": errors,
                 "excess_errors": max(0, round(errors - expected)),
+                "latency_limit_ms": limit,
+                "latency_basis": basis,
+                "time_to_first_impact_s": None if impact_at is None else impact_at - fault.start,
+                "impacted_by": impacted_by,
+                "time_to_recover_s": None if moment is None else moment - fault.start,
+                "resolution_s": settings.step_s,
                 "recovery_status": status,
                 "recovered_at_s": moment,
                 "recovery_s": None if moment is None else moment - fault.start,

@@ -159,6 +159,7 @@ def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
                 f"{f['start_s']:.1f}–{f['end_s']:.1f} s" + _window_note(f),
                 f"{r.pct(f['baseline']['success_rate'], 2)} / {r.ms(f['baseline']['latency_ms']['p95'])}",
                 f"{r.pct(f['during']['success_rate'], 2)} / {r.ms(f['during']['latency_ms']['p95'])}",
+                r.secs(f.get("time_to_first_impact_s")) + _impact_note(f),
                 r.secs(f["time_to_first_error_s"]),
                 r.secs(f.get("error_window_s")),
                 f"{f['errors']:,} ({f['excess_errors']:,} excess)",
@@ -172,6 +173,10 @@ def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
             ]
         )
     return rows
+
+
+def _impact_note(f: dict[str, Any]) -> str:
+    return f" ({f['impacted_by']})" if f.get("impacted_by") else ""
 
 
 def _window_note(f: dict[str, Any]) -> str:
@@ -194,8 +199,8 @@ FAILED_FAULTS_NOTE = "Faults that could not be applied (no window: not analysed,
 
 
 FAULT_HEADERS = (
-    "fault", "action → target", "window", "baseline ok / p95", "during ok / p95", "first error",
-    "error window", "errors", "recovery", "after end", "drained", "returned",
+    "fault", "action → target", "window", "baseline ok / p95", "during ok / p95", "first impact",
+    "first error", "error window", "errors", "recovered (from start)", "after end", "drained", "returned",
 )  # fmt: skip
 
 

@@ -33,10 +33,13 @@ class Analysis:
 
 
 def recovery_settings(
-    run: RunData, window_s: float = 10.0, step_s: float = 1.0, baseline_s: float = 30.0
+    run: RunData, window_s: float = 5.0, step_s: float = 0.25, baseline_s: float = 30.0
 ) -> RecoverySettings:
     target = run.slos.success_rate if run.slos.success_rate is not None else DEFAULT_RECOVERY_TARGET
-    return RecoverySettings(target=target, window_s=window_s, step_s=step_s, baseline_s=baseline_s)
+    p95 = float(run.slos.p95_ms) if run.slos.p95_ms is not None else None
+    return RecoverySettings(
+        target=target, window_s=window_s, step_s=step_s, baseline_s=baseline_s, latency_slo_ms=p95
+    )
 
 
 def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
@@ -44,10 +47,18 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
     requests = run.requests
     ok = requests["ok"].to_numpy()
     overall = request_stats(ok, requests["latency_ms"].to_numpy(), requests["error_class"], run.duration)
-    faults, series = analyse_faults(requests, run.faults, run.duration, settings)
+    # Recovery is judged up to the load's planned end: what is sent while Locust shuts down is no
+    # steady state (nor evidence of one).
+    planned = completeness.planned_duration(run.manifest)
+    load_end = min(run.duration, planned) if planned is not None else run.duration
+    faults, series = analyse_faults(requests, run.faults, load_end, settings)
     for fault_summary, fault in zip(faults, run.faults, strict=True):
         fault_summary["failover"] = failover.fault_failover(
-            requests, fault, fault_summary["horizon_s"], fault_summary["baseline"]["from_s"], settings.step_s
+            requests,
+            fault,
+            fault_summary["horizon_s"],
+            fault_summary["baseline"]["from_s"],
+            settings.share_step_s,
         )
     providers = failover.provider_table(requests)
     gateway = gateway_of(run.manifest)
@@ -146,7 +157,8 @@ def definitions(settings: RecoverySettings) -> dict[str, str]:
         "failover": (
             f"drained: the target provider's share stays ≤ {failover.DRAINED_FRACTION:.0%} of its baseline "
             f"share; returned: its share is back to {failover.RETURNED_FRACTION:.0%} of baseline "
-            f"({settings.step_s:g} s bins)"
+            f"({settings.share_step_s:g} s bins); failed requests that name no provider count against "
+            "draining (the clients still failed: traffic did not leave)"
         ),
         "error_window": "a fault's first failed request to its last, until the next fault or the run end",
         "max_gap": "the longest run of consecutive block numbers a subscriber never received",

@@ -53,8 +53,9 @@ def test_every_objective_met_exits_zero(tmp_path: Path) -> None:
     assert {name: c["status"] for name, c in checks(path).items()} == dict.fromkeys(
         ["traffic_recorded", "run_complete", "faults_applied", *slos], "pass"
     )
-    # Target 90 %: the window [24, 34) holds 100 failures in 1,000 requests, exactly 90 %, so it is good.
-    assert checks(path)["recovery_s"]["actual"] == 4.0
+    # Target 90 %, 5 s windows stepped by 0.25 s: [24.5, 29.5) holds 50 failures in 500 requests, exactly
+    # 90 %, so it is good; [24.25, 29.25) is not.
+    assert checks(path)["recovery_s"]["actual"] == 4.5
 
 
 @pytest.mark.parametrize(
