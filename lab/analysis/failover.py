@@ -1,10 +1,13 @@
 """Where traffic went: provider shares, retries, and how fast traffic left a broken provider and came back.
 
-A provider's share = requests it served / requests with a known serving provider. For a fault whose
-target names a provider (exactly, or as the only provider name contained in the target):
+A provider's share = requests it served / all requests sent, failed ones included. Requests whose
+answer names no provider (a gateway's own 503, a black-box gateway) are UNATTRIBUTED, a row of their own,
+never dropped. For a fault whose target names a provider (exactly, or as the only provider name contained
+in the target):
 - drained_s: time from the fault start to the start of the first `step` bin after which, until the fault
-  end, every bin with traffic gives the provider at most DRAINED_FRACTION of its baseline share
-  (None: never drained while the fault lasted);
+  end, every bin with traffic gives the provider — together with the bin's unattributed failed requests,
+  which may well have gone to it and failed (the clients did not see traffic leave) — at most
+  DRAINED_FRACTION of its baseline share (None: never drained while the fault lasted);
 - returned_s: time from the fault end to the start of the first `step` bin (before the horizon) in
   which its share is back to RETURNED_FRACTION of its baseline share (None: never came back).
 """
@@ -22,14 +25,19 @@ from lab.analysis.traffic import group_indices, latency_summary
 
 DRAINED_FRACTION = 0.10
 RETURNED_FRACTION = 0.50
+UNATTRIBUTED = "(unattributed)"
 
 
 def provider_table(requests: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per serving provider: requests, share, success rate, p50/p95 latency of ok requests."""
+    """Per serving provider, and UNATTRIBUTED for requests that name none: requests, share of all
+    requests, success rate, p50/p95 latency of ok requests."""
     ok = requests["ok"].to_numpy()
     latency = requests["latency_ms"].to_numpy()
-    groups = [(name, index) for name, index in group_indices(requests["provider"]) if name != "(unknown)"]
-    known = sum(index.size for _, index in groups)
+    groups = [
+        (UNATTRIBUTED if name == "(unknown)" else name, index)
+        for name, index in group_indices(requests["provider"])
+    ]
+    known = len(requests)
     rows = []
     for name, index in groups:
         served_ok = ok[index]
@@ -79,7 +87,12 @@ def fault_failover(
     if provider is None:
         return None
     t = requests["t"].to_numpy()
-    codes = requests["provider"].cat.codes.to_numpy()
+    # The provider's code; a request that names no provider and failed gets FAILED_UNATTRIBUTED.
+    codes = np.where(
+        (requests["provider"].cat.codes.to_numpy() < 0) & ~requests["ok"].to_numpy(),
+        FAILED_UNATTRIBUTED,
+        requests["provider"].cat.codes.to_numpy(),
+    )
     attempts = requests["attempts"].to_numpy()
     mine = names.index(provider)
 
@@ -88,18 +101,19 @@ def fault_failover(
         return t[s], codes[s]
 
     def share(c: np.ndarray) -> float | None:
-        known = np.count_nonzero(c >= 0)
-        return float(np.count_nonzero(c == mine)) / known if known else None
+        return float(np.count_nonzero(c == mine)) / c.size if c.size else None
 
     def attempts_mean(a: float, b: float) -> float | None:
         s = slice(int(np.searchsorted(t, a, "left")), int(np.searchsorted(t, b, "left")))
         return attempts_summary(attempts[s])["mean"]
 
     base_share = share(window(baseline_from, fault.start)[1])
+    during = window(fault.start, fault.end)[1]
     result: dict[str, Any] = {
         "provider": provider,
         "baseline_share": base_share,
-        "during_share": share(window(fault.start, fault.end)[1]),
+        "during_share": share(during),
+        "during_unattributed_failed": int(np.count_nonzero(during == FAILED_UNATTRIBUTED)),
         "baseline_attempts_mean": attempts_mean(baseline_from, fault.start),
         "during_attempts_mean": attempts_mean(fault.start, fault.end),
         "drained_s": None,
@@ -112,7 +126,7 @@ def fault_failover(
         result["note"] = "the provider served no traffic before the fault"
         return result
     bin_t, bin_codes = window(fault.start, fault.end)
-    known, own = _bins(bin_t - fault.start, bin_codes, mine, step_s, fault.end - fault.start)
+    known, own = _bins(bin_t - fault.start, bin_codes, mine, step_s, fault.end - fault.start, draining=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         too_much = (known > 0) & (own > DRAINED_FRACTION * base_share * known)
     if not too_much.any():
@@ -130,11 +144,16 @@ def fault_failover(
     return result
 
 
+FAILED_UNATTRIBUTED = -2  # a failed request that names no provider (pandas codes a missing one -1)
+
+
 def _bins(
-    offset: np.ndarray, codes: np.ndarray, mine: int, step_s: float, span: float
+    offset: np.ndarray, codes: np.ndarray, mine: int, step_s: float, span: float, *, draining: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
+    """(requests, the provider's requests) per bin; `draining`: failed unattributed ones count as its."""
     n_bins = max(1, math.ceil(span / step_s))
     index = np.minimum((offset // step_s).astype(np.int64), n_bins - 1)
-    known = np.bincount(index[codes >= 0], minlength=n_bins)
-    own = np.bincount(index[codes == mine], minlength=n_bins)
-    return known, own
+    everything = np.bincount(index, minlength=n_bins)
+    mine_or_unknown = (codes == mine) | (codes == FAILED_UNATTRIBUTED) if draining else codes == mine
+    own = np.bincount(index[mine_or_unknown], minlength=n_bins)
+    return everything, own

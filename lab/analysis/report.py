@@ -325,11 +325,13 @@ def _failover_html(s: dict[str, Any]) -> str:
         if rows
         else "<p>No serving provider was recorded.</p>"
     )
-    if s["failover"].get("unattributed"):
+    if s["failover"].get("unattributed") or s["failover"].get("unattributed_failed"):
         out += (
-            f"<p>{s['failover']['unattributed']:,} successful requests are unattributed: the gateway's "
-            "response did not say which provider served them (no routing metadata, no X-Lab-Provider "
-            "passed through).</p>"
+            f"<p>{s['failover'].get('unattributed', 0):,} successful and "
+            f"{s['failover'].get('unattributed_failed', 0):,} failed requests are unattributed: the "
+            "gateway's response did not say which provider served them (no routing metadata, no "
+            "X-Lab-Provider passed through, or the gateway's own error). They count in every share; "
+            "failed ones count against a provider's draining.</p>"
         )
     if attempts["requests"]:
         dist = ", ".join(f"{k}: {v:,}" for k, v in attempts["distribution"].items())

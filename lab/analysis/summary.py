@@ -69,6 +69,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             "cannot be seen from outside; failover shows in the provider shares"
         )
     served = requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
+    unattributed_failed = ~requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
     soak = analyse_soak(run.process_metrics, requests, run.duration)
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
@@ -97,6 +98,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             "providers": providers,
             "attempts": failover.attempts_summary(requests["attempts"].to_numpy()),
             "unattributed": int(served.sum()),  # ok, but no response said which provider served
+            "unattributed_failed": int(unattributed_failed.sum()),  # failed, naming no provider
         },
         "breakers": breakers,
         "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
