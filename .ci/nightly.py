@@ -4,7 +4,9 @@
    them the 10-minute soak production-resilience; the weak gateway against the chaos; the soak shortened
    with a planted leak, which must fail its memory slope), each run record under $NIGHTLY_OUT/runs,
    JUnit in junit/.
-2. Each run: complete? (its manifest says `completed` and it has a summary.json; otherwise INCOMPLETE).
+2. Each run: complete? (its manifest says `completed`, it has a summary.json and its verdict is not
+   INCOMPLETE — `lab report` found the evidence whole; otherwise INCOMPLETE, with the summary's reason).
+   An INCOMPLETE run is never compared nor added to the history.
 3. Each complete run against the history of its scenario ($NIGHTLY_HISTORY/<scenario>/*.json, the
    newest summaries): `lab compare` (a regression = a change beyond the between-run noise of the history
    and the scenario's tolerance; with no history the verdict is weak and passes). Then its summary joins
@@ -13,7 +15,8 @@
 4. summary.md (every verdict, then each run's summary.md and compare.md) into $OUT and, on GitHub, into
    $GITHUB_STEP_SUMMARY.
 
-Exit 1 on a failed battle test (an SLO missed), an INCOMPLETE run or a regression; otherwise 0.
+Exit 1 on a missed SLO, a regression or a failed battle test; else 4 (lab.cli's INCOMPLETE) when a run
+is INCOMPLETE or there are no runs; otherwise 0.
 
 Environment: NIGHTLY_OUT (default reports/nightly/<UTC time>), NIGHTLY_HISTORY (reports/nightly-history),
 NIGHTLY_KEEP (30), NIGHTLY_SELECT (a pytest -k expression: a part of the matrix, for trying it out).
@@ -40,8 +43,9 @@ class RunOutcome:
     scenario: str
     run_id: str
     complete: bool
-    slo: str  # PASS / FAIL / — (no summary)
+    slo: str  # PASS / FAIL / INCOMPLETE / — (no summary)
     compare: str = "—"  # the comparison's verdict
+    why: str = ""  # why the run is INCOMPLETE
 
 
 def lab(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,16 +59,38 @@ def find_runs(runs_root: Path) -> list[RunOutcome]:
         manifest = json.loads(manifest_path.read_text())
         summary_path = run_dir / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        verdict = None if summary is None else verdict_of(summary)
         outcomes.append(
             RunOutcome(
                 path=run_dir,
                 scenario=str((manifest.get("scenario") or {}).get("name") or run_dir.name),
                 run_id=str(manifest.get("run_id") or run_dir.name),
-                complete=manifest.get("outcome") == "completed" and summary is not None,
-                slo="—" if summary is None else ("PASS" if summary["slo"]["passed"] else "FAIL"),
+                complete=manifest.get("outcome") == "completed" and verdict in ("pass", "fail"),
+                slo="—" if verdict is None else verdict.upper(),
+                why=incomplete_reason(manifest, summary),
             )
         )
     return outcomes
+
+
+def verdict_of(summary: dict) -> str:
+    """ "pass", "fail" or "incomplete" (a summary from before INCOMPLETE: from its SLO checks)."""
+    verdict = summary.get("verdict")
+    if verdict in ("pass", "fail", "incomplete"):
+        return str(verdict)
+    return "pass" if summary["slo"]["passed"] else "fail"
+
+
+def incomplete_reason(manifest: dict, summary: dict | None) -> str:
+    """Why a run is INCOMPLETE ("" when it is not, as far as the record says)."""
+    reasons = ((summary or {}).get("completeness") or {}).get("reasons") or []
+    if reasons:
+        return "; ".join(str(r.get("detail")) for r in reasons)
+    if manifest.get("outcome") != "completed":
+        return f"outcome {manifest.get('outcome')!r}" + (
+            f": {manifest['error']}" if manifest.get("error") else ""
+        )
+    return "" if summary is not None else "no summary.json (the analysis did not run)"
 
 
 def judge_against_history(run: RunOutcome, history: Path, out: Path, keep: int) -> list[str]:
@@ -129,7 +155,8 @@ def main() -> int:
             sections += judge_against_history(run, history, out, keep)
     incomplete = [r for r in runs if not r.complete]
     regressions = [r for r in runs if r.compare == "regression"]
-    failed = battle.returncode != 0 or bool(incomplete) or bool(regressions) or not runs
+    code = exit_code(runs, battle.returncode)
+    failed = code != 0
 
     lines = [
         f"# Nightly {stamp}: {'FAILED' if failed else 'PASSED'}",
@@ -138,11 +165,11 @@ def main() -> int:
         + ("passed" if battle.returncode == 0 else f"FAILED (pytest exit {battle.returncode})"),
         f"- runs: {len(runs)}, incomplete: {len(incomplete)}, regressions: {len(regressions)}",
         "",
-        "| scenario | run | complete | SLOs | against the history |",
+        "| scenario | run | complete | verdict | against the history |",
         "|---|---|---|---|---|",
         *(
-            f"| {r.scenario} | `{r.run_id}` | {'yes' if r.complete else '**INCOMPLETE**'} | {r.slo} "
-            f"| {r.compare} |"
+            f"| {r.scenario} | `{r.run_id}` | {'yes' if r.complete else f'**INCOMPLETE**: {r.why}'} "
+            f"| {r.slo} | {r.compare} |"
             for r in runs
         ),
         "",
@@ -155,7 +182,20 @@ def main() -> int:
         with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as step_summary:
             step_summary.write(summary)
     print(f"nightly: {'FAILED' if failed else 'passed'}; summary: {out / 'summary.md'}")
-    return 1 if failed else 0
+    return code
+
+
+EXIT_INCOMPLETE = 4  # lab.cli's (the nightly runs without importing the lab)
+
+
+def exit_code(runs: list[RunOutcome], battle_code: int) -> int:
+    """1 on a missed SLO or a regression, else 4 when a run is INCOMPLETE (or none ran), else 1 when the
+    battle tests failed otherwise, else 0."""
+    if any(r.slo == "FAIL" or r.compare == "regression" for r in runs):
+        return 1
+    if not runs or any(not r.complete for r in runs):
+        return EXIT_INCOMPLETE
+    return 1 if battle_code != 0 else 0
 
 
 if __name__ == "__main__":

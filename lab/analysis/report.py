@@ -144,7 +144,8 @@ def gateway_line(s: dict[str, Any]) -> str:
         image_id = (g["image_id"] or "id unknown").removeprefix("sha256:")[:12]
         where = f"image {g['image'] or '?'} ({image_id})"
     variables = ", ".join(f"{k}={v}" for k, v in g["variables"].items() if k != "settings")
-    return f"gateway: {g['adapter']} · {where}" + (f" · {variables}" if variables else "")
+    spec = f" ({g['adapter_file']})" if g.get("adapter_file") else ""
+    return f"gateway: {g['adapter']}{spec} · {where}" + (f" · {variables}" if variables else "")
 
 
 def fault_rows(s: dict[str, Any]) -> list[list[r.Cell]]:

@@ -141,6 +141,7 @@ def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
         image = (manifest.get("images") or {}).get("gateway") or {}
     return {
         "adapter": str(recorded.get("adapter") or recorded.get("kind") or "reference"),
+        "adapter_file": recorded.get("adapter_file"),
         "image": image.get("ref"),
         "image_id": image.get("id"),
         "external": bool(recorded.get("external")),

@@ -70,18 +70,25 @@ def plan_rows(plan: Plan) -> list[dict[str, Any]]:
 
 
 def image_ids(images: Any) -> dict[str, dict[str, str | None]]:
-    """Each image's reference and id as Docker has it (None when it cannot tell), and Docker's version."""
+    """Each of the lab's images: its reference and id as Docker has it (None when it cannot tell), and
+    Docker's version. The lab's own gateway image is `reference_gateway`: `gateway` is set only to what
+    actually ran (the run adds it once the gateway under test is resolved)."""
     import docker
 
     client = docker.from_env()
     found: dict[str, dict[str, str | None]] = {}
     try:
-        for name in ("provider", "gateway", "toxiproxy", "locust"):
+        for name, key in (
+            ("provider", "provider"),
+            ("gateway", "reference_gateway"),
+            ("toxiproxy", "toxiproxy"),
+            ("locust", "locust"),
+        ):
             ref = getattr(images, name)
             try:
-                found[name] = {"ref": ref, "id": client.images.get(ref).id}
+                found[key] = {"ref": ref, "id": client.images.get(ref).id}
             except Exception:
-                found[name] = {"ref": ref, "id": None}
+                found[key] = {"ref": ref, "id": None}
         found["docker"] = {"ref": "server", "id": client.version().get("Version")}
     finally:
         client.close()

@@ -341,7 +341,8 @@ class Run:
 
 def gateway_record(gateway: Any) -> dict[str, Any]:
     """What the manifest says of the gateway under test: the adapter, its variables and its rendered
-    paths (the image and its id are added once the lab has it)."""
+    paths. `image` is what actually ran, added once the lab has resolved it (until then, and for a run
+    that never got that far, its ref and id are None); `declared_image` is what the adapter names."""
     return {
         "adapter": gateway.name,
         "adapter_file": gateway.source,
@@ -350,7 +351,8 @@ def gateway_record(gateway: Any) -> dict[str, Any]:
         "admin_api": gateway.admin_api,
         "variables": gateway.values,
         "external": False,
-        "image": {"ref": gateway.image or (f"lab-{gateway.build}" if gateway.build else None), "id": None},
+        "image": {"ref": None, "id": None},
+        "declared_image": gateway.image or (f"lab-{gateway.build}" if gateway.build else None),
         "spec": gateway.model_dump(mode="json"),
     }
 
