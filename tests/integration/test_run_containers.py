@@ -1,5 +1,6 @@
 """`lab run` end to end in containers: the smoke scenario passes (with two Locust workers); an interrupted
-run, and a run whose disk fills up, lift their faults, tear the lab down and keep their record."""
+run, and a run whose disk fills up, lift their faults, tear the lab down and keep their record, and are
+INCOMPLETE."""
 
 from __future__ import annotations
 
@@ -88,7 +89,13 @@ def test_interrupted_run_lifts_faults_and_tears_down(lab_images: Any, tmp_path: 
     ]
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     assert manifest["outcome"] == "interrupted"
+    assert "INCOMPLETE: interrupted after" in stderr
     assert len(read_table(run_dir, "requests")) > 0
+    report = subprocess.run(
+        [sys.executable, "-m", "lab", "report", str(run_dir), "--no-html"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert report.returncode == 4 and "INCOMPLETE: the run was interrupted after" in report.stdout
     client = docker.from_env()
     try:
         left = client.containers.list(all=True, filters={"label": f"lab.run-id={manifest['run_id']}"})
@@ -159,13 +166,14 @@ def test_a_full_disk_stops_the_run_lifts_its_faults_and_keeps_the_record(
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 3, stderr[-3000:]
+    assert process.returncode == 4, stderr[-3000:]  # INCOMPLETE: records were lost
     assert "Traceback" not in stderr, stderr[-3000:]
     [message] = [line for line in stderr.splitlines() if "No space left" in line]  # one message
-    assert message.startswith("the lab failed: the run record cannot be written: No space left on device")
+    assert message.startswith("INCOMPLETE: the run record cannot be written: No space left on device")
     assert "the run was stopped, its faults lifted and the lab torn down" in message
     manifest = orjson.loads((run_dir / "manifest.json").read_bytes())
     assert manifest["started"] is not None, "the manifest written before the disk filled is kept whole"
+    assert manifest["outcome"] == "record_lost", "the reserve let the manifest say how the run ended"
     assert not list(run_dir.rglob("*.tmp")), "no temporary file left behind"
     assert len(read_table(run_dir, "requests")) > 0, "what was recorded is kept"
     client = docker.from_env()

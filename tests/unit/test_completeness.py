@@ -101,7 +101,9 @@ def test_a_record_that_stops_early_is_cut_short(tmp_path: Path) -> None:
     code, _, summary = report(path)
     assert code == 4
     [reason] = summary["completeness"]["reasons"]
-    assert reason["cause"] == "cut_short" and reason["detail"].startswith("the record stops at 20.0 s of 60.0 s")
+    assert reason["cause"] == "cut_short" and reason["detail"].startswith(
+        "the record stops at 20.0 s of 60.0 s"
+    )
 
 
 def test_a_failing_run_that_is_also_incomplete_is_incomplete(tmp_path: Path) -> None:
@@ -110,3 +112,23 @@ def test_a_failing_run_that_is_also_incomplete_is_incomplete(tmp_path: Path) -> 
     assert code == 4 and summary["verdict"] == "incomplete"
     statuses = {c["name"]: c["status"] for c in summary["slo"]["checks"]}
     assert statuses["p95_ms"] == "fail" and statuses["faults_applied"] == "incomplete"
+
+
+def test_the_report_header_names_the_gateway_that_ran(tmp_path: Path) -> None:
+    from lab.analysis.report import gateway_line
+    from lab.analysis.summary import gateway_of
+
+    manifest = {
+        "images": {"reference_gateway": {"ref": "lab-gateway:1", "id": "sha256:aaaa"}},
+        "gateway": {
+            "adapter": "haproxy",
+            "adapter_file": "lab/topology/adapters/haproxy.yml",
+            "image": {"ref": "lab-haproxy:0123", "id": "sha256:0123456789abcdef"},
+            "variables": {"inter": "1s"},
+        },
+    }
+    line = gateway_line({"gateway": gateway_of(manifest)})
+    assert line == (
+        "gateway: haproxy (lab/topology/adapters/haproxy.yml) · image lab-haproxy:0123 (0123456789ab)"
+        " · inter=1s"
+    )

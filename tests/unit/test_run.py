@@ -327,3 +327,16 @@ def test_repeat_stops_at_bad_input(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(orchestrate, "execute", lambda options, console: calls.append(1) or 2)
     result = CliRunner().invoke(run_command, [str(SMOKE), "--out", str(tmp_path), "--repeat", "5"])
     assert result.exit_code == 2 and len(calls) == 1
+
+
+def test_the_manifest_names_only_the_gateway_that_ran(tmp_path: Path) -> None:
+    """Before the lab resolves the gateway's image, the manifest names none (not the lab's own gateway):
+    the adapter's spec and declared image are kept beside it; `images` keeps the lab's own gateway image
+    as `reference_gateway`."""
+    cut = SMOKE.with_name("primary-cut.yml")
+    prepared = prepare(RunOptions(cut, gateway="haproxy", out=tmp_path))
+    record = orchestrate.gateway_record(prepared.topology.gateway)
+    assert record["adapter"] == "haproxy" and record["adapter_file"].endswith("haproxy.yml")
+    assert record["image"] == {"ref": None, "id": None}
+    assert record["declared_image"] and "haproxy" in record["declared_image"]
+    assert record["spec"]["name"] == "haproxy"
