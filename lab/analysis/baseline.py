@@ -43,11 +43,16 @@ def baseline_dir(root: Path, scenario: str) -> Path:
 
 
 def run_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's summary.json when present and current, else the analysis of its record (nothing written)."""
+    """The run's summary.json when present and current, else the analysis of its record (nothing written).
+    An INCOMPLETE run is no evidence to compare with: RecordError naming why."""
     path = run_dir / SUMMARY_FILE
     summary = _read_json(path) if path.exists() else None
     if not summary or summary.get("schema") != SUMMARY_SCHEMA:
         summary = analyse(load_run(run_dir)).summary
+    if summary.get("verdict") == "incomplete":
+        reasons = (summary.get("completeness") or {}).get("reasons") or []
+        why = "; ".join(str(r.get("detail")) for r in reasons) or "its record is not whole"
+        raise RecordError(f"{run_dir}: the run is INCOMPLETE ({why}): it cannot be compared")
     return summary
 
 

@@ -23,7 +23,8 @@ Definitions (times in seconds from the run start; requests are placed at their s
   window is the last window, or nothing follows it.
 - resolution: the step (0.25 s by default); a window turns bad once 5 % of its requests are slow (or
   1 − target of them failed), so an edge is placed within 5 % of W of where it is (0.25 s for W = 5 s),
-  where the traffic is dense enough to fill each window.
+  where the traffic is dense enough to fill each window (lab.analysis.summary lengthens W for sparse
+  traffic, so that a window holds enough requests that one stray error cannot fail it).
 - errors: failed requests from the fault start to R (to the horizon when not recovered);
   excess_errors subtracts what the baseline error rate predicts for that many requests.
 """
@@ -274,6 +275,7 @@ def analyse_faults(
                 "impacted_by": impacted_by,
                 "time_to_recover_s": None if moment is None else moment - fault.start,
                 "resolution_s": settings.step_s,
+                "window_s": settings.window_s,
                 "recovery_status": status,
                 "recovered_at_s": moment,
                 "recovery_s": None if moment is None else moment - fault.start,

@@ -19,6 +19,10 @@ from lab.analysis.traffic import Timeline, per_method, request_stats, timeline
 
 SUMMARY_SCHEMA = "lab.summary/1"
 DEFAULT_RECOVERY_TARGET = 0.99
+# A recovery window holds at least this many requests at the run's mean rate (so one stray error or slow
+# request cannot make it miss a 99 % target or the 5 % latency share), up to MAX_WINDOW_S.
+MIN_WINDOW_REQUESTS = 300
+MAX_WINDOW_S = 30.0
 
 
 @dataclass
@@ -35,8 +39,12 @@ class Analysis:
 def recovery_settings(
     run: RunData, window_s: float = 5.0, step_s: float = 0.25, baseline_s: float = 30.0
 ) -> RecoverySettings:
+    """`window_s` is the shortest window: sparser traffic gets longer ones (MIN_WINDOW_REQUESTS)."""
     target = run.slos.success_rate if run.slos.success_rate is not None else DEFAULT_RECOVERY_TARGET
     p95 = float(run.slos.p95_ms) if run.slos.p95_ms is not None else None
+    rate = len(run.requests) / run.duration if run.duration > 0 else 0.0
+    if rate > 0:
+        window_s = max(window_s, min(MAX_WINDOW_S, MIN_WINDOW_REQUESTS / rate))
     return RecoverySettings(
         target=target, window_s=window_s, step_s=step_s, baseline_s=baseline_s, latency_slo_ms=p95
     )

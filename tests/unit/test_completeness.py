@@ -132,3 +132,15 @@ def test_the_report_header_names_the_gateway_that_ran(tmp_path: Path) -> None:
         "gateway: haproxy (lab/topology/adapters/haproxy.yml) · image lab-haproxy:0123 (0123456789ab)"
         " · inter=1s"
     )
+
+
+def test_an_incomplete_run_is_never_a_baseline_nor_compared(tmp_path: Path) -> None:
+    from lab.analysis.cli import baseline_command, compare_command
+
+    path = planted(tmp_path, SyntheticRun(duration_s=10.6, slos=SLOS), outcome="interrupted")
+    result = CliRunner().invoke(baseline_command, ["set", str(path), "--baselines", str(tmp_path / "b")])
+    assert result.exit_code == 2
+    assert "the run is INCOMPLETE (the run was interrupted after 10.6 s" in result.output
+    complete = write_run(SyntheticRun(duration_s=10.6, slos=SLOS), tmp_path / "complete")
+    result = CliRunner().invoke(compare_command, [str(complete), str(path)])
+    assert result.exit_code == 2 and "cannot be compared" in result.output
