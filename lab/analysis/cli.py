@@ -11,6 +11,7 @@ import contextlib
 import math
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,9 +61,24 @@ def _bad_input(console: Console, message: str) -> None:
 @click.option(
     "--baseline", "baseline_s", default=30.0, show_default=True, help="Steady state before a fault (s)."
 )
+@click.option(
+    "--latency-tolerance", default=0.5, show_default=True, type=click.FloatRange(min=0),
+    help="Recovered: p95 within this share of the pre-fault baseline's (0.5: 50 %).",
+)  # fmt: skip
+@click.option(
+    "--latency-slack", "latency_slack_ms", default=25.0, show_default=True, type=click.FloatRange(min=0),
+    help="... and never closer than this many ms to it.",
+)  # fmt: skip
 @click.option("--no-html", is_flag=True, help="Skip report.html (and its plots).")
 def report_command(
-    run_dir: Path, out_dir: Path | None, window_s: float, step_s: float, baseline_s: float, no_html: bool
+    run_dir: Path,
+    out_dir: Path | None,
+    window_s: float,
+    step_s: float,
+    baseline_s: float,
+    latency_tolerance: float,
+    latency_slack_ms: float,
+    no_html: bool,
 ) -> None:
     """Analyse RUN_DIR: SLO verdicts, report.html, summary.json, summary.md, junit.xml.
 
@@ -84,7 +100,9 @@ def report_command(
         run = load_run(run_dir)
     except RecordError as exc:
         _bad_input(console, str(exc))
-    analysis = analyse(run, recovery_settings(run, window_s, step_s, baseline_s))
+    settings = recovery_settings(run, window_s, step_s, baseline_s)
+    settings = replace(settings, latency_tolerance=latency_tolerance, latency_slack_ms=latency_slack_ms)
+    analysis = analyse(run, settings)
     target = out_dir or run_dir
     try:
         paths = _replacing_report(target, lambda: write_report(analysis, target, html=not no_html))
