@@ -144,3 +144,15 @@ def test_an_incomplete_run_is_never_a_baseline_nor_compared(tmp_path: Path) -> N
     complete = write_run(SyntheticRun(duration_s=10.6, slos=SLOS), tmp_path / "complete")
     result = CliRunner().invoke(compare_command, [str(complete), str(path)])
     assert result.exit_code == 2 and "cannot be compared" in result.output
+
+
+def test_a_run_still_going_is_told_from_a_killed_one(tmp_path: Path) -> None:
+    import os
+    import socket
+
+    alive = {"outcome": "running", "ended": None, "pid": os.getpid(), "hostname": socket.gethostname()}
+    code, _, summary = report(planted(tmp_path, SyntheticRun(duration_s=10, slos=SLOS), **alive))
+    assert code == 4
+    assert summary["completeness"]["reasons"][0]["detail"].startswith(
+        f"the run is still going (lab run, pid {os.getpid()})"
+    )
