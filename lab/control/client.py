@@ -36,14 +36,17 @@ class ControlServiceClient:
 
     def __init__(self, url: str, *, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
-        self.timeout = timeout  # a stop waits up to its own timeout (10 s by default) before answering
+        self.timeout = timeout
         self.session = requests.Session()
         self.session.trust_env = False  # never through an environment proxy
 
-    def request(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def request(
+        self, method: str, path: str, body: Mapping[str, Any] | None = None, *, wait: float = 0.0
+    ) -> dict[str, Any]:
+        """`wait`: seconds the action itself may take (a stop's grace period), added to the timeout."""
         url = f"{self.url}{path}"
         try:
-            response = self.session.request(method, url, json=body, timeout=self.timeout)
+            response = self.session.request(method, url, json=body, timeout=self.timeout + wait)
         except requests.RequestException as exc:
             raise ControlServiceError(f"control service at {self.url}: {type(exc).__name__}: {exc}") from exc
         try:
@@ -59,7 +62,8 @@ class ControlServiceClient:
         return self.request("GET", f"/services/{quote(service, safe='')}")
 
     def act(self, service: str, action: str, **params: Any) -> dict[str, Any]:
-        return self.request("POST", f"/services/{quote(service, safe='')}/{action}", params)
+        wait = float(params.get("timeout") or 0)
+        return self.request("POST", f"/services/{quote(service, safe='')}/{action}", params, wait=wait)
 
     def memory_total(self) -> int:
         return int(self.request("GET", "/host")["mem_total"])
