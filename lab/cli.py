@@ -29,6 +29,7 @@ EXIT_INTERRUPTED = 130
 _COMMANDS: dict[str, str] = {
     "provider": "lab.provider.cli:command",
     "gateway": "lab.gateway.cli:command",
+    "control": "lab.control.cli:command",
     "images": "lab.images.cli:command",
     "up": "lab.topology.cli:up_command",
     "down": "lab.topology.cli:down_command",

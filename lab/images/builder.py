@@ -319,8 +319,12 @@ class ImageBuilder:
         context = self._fresh_context("toxiproxy")
         (context / "bin").mkdir()
         if binary is not None:
-            shutil.copyfile(binary, context / "bin" / "toxiproxy")
-            (context / "bin" / "toxiproxy").chmod(0o755)
+            # the server, and beside it the client whose `list` is the compose healthcheck (the official
+            # image ships Shopify's at the same path); a LAB_TOXIPROXY_BINARY override may come without one
+            for name, source in (("toxiproxy", binary), ("toxiproxy-cli", binary.with_name("toxiproxy-cli"))):
+                if source.is_file():
+                    shutil.copyfile(source, context / "bin" / name)
+                    (context / "bin" / name).chmod(0o755)
         return context
 
     def docker_build(self, name: str, context: Path, base_ref: str, digest: str, *, nocache: bool) -> str:

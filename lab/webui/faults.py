@@ -8,24 +8,24 @@ container (which reaches Toxiproxy and the providers by their network aliases):
     LAB_TOXIPROXY_URL  Toxiproxy's API, e.g. http://toxiproxy:8474
     LAB_PROVIDERS      "id=http_proxy,ws_proxy,control_url;..." or a JSON list of
                        {"id", "proxies": {"http", "ws"}, "control_url", "container"}
-    LAB_CONTAINERS     "id=container;gateway=container" (enables kill/pause/restart, ... through Docker):
-                       a container name or id, or a service of the compose project this process runs in
+    LAB_CONTROL_URL    the compose lab's control service (lab.control), e.g. http://control:8000: enables
+                       kill/pause/restart, ... on the containers of this compose project only
+    LAB_CONTAINERS     "id=service;gateway=service": the compose service of each target
     LAB_GATEWAY_URL    the gateway's admin API (enables breaker_open), e.g. http://gateway:8545
     LAB_CHAIN          the chain whose breakers are opened (default ethereum)
     LAB_RUN_DIR        where faults.jsonl goes (unset: not recorded)
 
-The Docker SDK is imported on first use of a container, after Locust's monkey-patching.
+This process never talks to Docker: container faults go through the control service, which holds the
+Docker socket and acts only on its own compose project's containers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +34,11 @@ import orjson
 import yaml
 from pydantic import ValidationError
 
+from lab.control import containers_from_env, services_from_env
 from lab.faults.actions import ACTIONS, Action, ContainerAction, describe_actions, parse_action
 from lab.faults.control import ControlClient
 from lab.faults.injector import FaultInjector, UnknownTarget
 from lab.faults.journal import Fault, FaultEvent, FaultJournal
-from lab.faults.process import ContainerTarget
 from lab.faults.toxiproxy import ToxiproxyClient
 
 SOURCE = "webui"
@@ -56,15 +56,9 @@ class ProviderConfig:
     container: str | None = None
 
 
-def containers_from_env(env: Mapping[str, str] = os.environ) -> dict[str, str]:
-    """LAB_CONTAINERS: target (a provider id or `gateway`) -> container name, id or compose service."""
-    pairs = (item.split("=", 1) for item in env.get("LAB_CONTAINERS", "").split(";") if "=" in item)
-    return {target.strip(): name.strip() for target, name in pairs if target.strip() and name.strip()}
-
-
 def providers_from_env(env: Mapping[str, str] = os.environ) -> list[ProviderConfig]:
     raw = env.get("LAB_PROVIDERS", "").strip()
-    containers = containers_from_env(env)
+    containers = services_from_env(env)
     if raw.startswith("["):
         entries = orjson.loads(raw)
         return [
@@ -83,46 +77,6 @@ def providers_from_env(env: Mapping[str, str] = os.environ) -> list[ProviderConf
         proxies = {t: name for t, name in (("http", http), ("ws", ws)) if name}
         providers.append(ProviderConfig(pid, proxies, control or None, containers.get(pid)))
     return providers
-
-
-class DockerContainers(Mapping[str, ContainerTarget]):
-    """Target -> the container of that name (or compose service), looked up through Docker when a fault
-    needs it; the Docker client is made on first use."""
-
-    def __init__(self, names: Mapping[str, str], client: Any = None) -> None:
-        self.names = dict(names)
-        self._client = client
-        self._lock = threading.Lock()
-
-    def client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                import docker  # after Locust's monkey-patching, as it must be
-
-                self._client = docker.from_env()
-            return self._client
-
-    def __getitem__(self, target: str) -> ContainerTarget:
-        container = find_container(self.client(), self.names[target])
-        network, aliases = _network_of(self.client(), container)
-        return ContainerTarget(target, container, network, aliases)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.names)
-
-    def __len__(self) -> int:
-        return len(self.names)
-
-    def memory_total(self) -> int:
-        return int(self.client().info()["MemTotal"])
-
-
-def _network_of(client: Any, container: Any) -> tuple[Any, list[str]]:
-    """The container's (first) network and its aliases there, for a partition."""
-    networks = (getattr(container, "attrs", None) or {}).get("NetworkSettings", {}).get("Networks") or {}
-    for name, settings in networks.items():
-        return client.networks.get(name), list((settings or {}).get("Aliases") or [])
-    return None, []
 
 
 class FaultAPI:
@@ -155,8 +109,8 @@ class FaultAPI:
             record = EventLog(run_dir, "faults").append
         providers = providers_from_env(env)
         url = env.get("LAB_TOXIPROXY_URL") or None
-        containers = DockerContainers(
-            {p.id: p.container for p in providers if p.container} | containers_from_env(env)
+        containers = containers_from_env(
+            env, services={p.id: p.container for p in providers if p.container} | services_from_env(env)
         )
         injector = FaultInjector(
             toxiproxy=ToxiproxyClient.from_url(url or "127.0.0.1:8474", timeout=5.0),
@@ -210,7 +164,9 @@ class FaultAPI:
             where = "providers, not the gateway" if kind == "gateway" else "the gateway only"
             raise FaultRequestError(f"{parsed.type} applies to {where}")
         if isinstance(parsed, ContainerAction) and target not in self.injector.containers:
-            raise FaultRequestError(f"no container known for {target!r} (LAB_CONTAINERS)")
+            raise FaultRequestError(
+                f"no container known for {target!r} (LAB_CONTAINERS and LAB_CONTROL_URL, the control service)"
+            )
         with self._lock:
             name = f"{SOURCE}-{next(self._names)}"
         try:
@@ -255,25 +211,3 @@ def _active(fault: Fault, now: float) -> dict[str, Any]:
         "params": fault.params,
         "since_s": round(now - fault.started_at, 1),
     }
-
-
-def find_container(client: Any, name: str, *, own_id: str | None = None) -> Any:
-    """The container called `name`, or else the container of compose service `name` in the compose
-    project this process runs in (docker-compose v1 names containers `<project>_<service>_1`, so the
-    compose file can only name services). `own_id` defaults to the hostname, a container's short id."""
-    from docker.errors import NotFound
-
-    try:
-        return client.containers.get(name)
-    except NotFound:
-        pass
-    labels = [f"com.docker.compose.service={name}"]
-    with contextlib.suppress(NotFound):
-        own = client.containers.get(own_id or socket.gethostname())
-        project = own.labels.get("com.docker.compose.project")
-        if project:
-            labels.append(f"com.docker.compose.project={project}")
-    found = client.containers.list(all=True, filters={"label": labels})
-    if not found:
-        raise FaultRequestError(f"no container {name!r}, nor a compose service of that name")
-    return found[0]

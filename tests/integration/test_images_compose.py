@@ -74,9 +74,14 @@ def request(url: str, body: dict[str, Any] | None = None, method: str | None = N
 
 @pytest.fixture(scope="module", params=VERSIONS)
 def compose_lab(request: pytest.FixtureRequest) -> Iterator[dict[str, int]]:
-    ensure_images()  # the compose file runs the :latest tags this points at the current images
+    images = ensure_images()
     ports = {name: free_port() for name in ("GATEWAY", "TOXIPROXY", "LOCUST", "P1", "P2", "P3")}
     env = {f"LAB_{name}_PORT": str(port) for name, port in ports.items()}
+    # the content-hash tags rather than :latest, which another build on this host may move meanwhile
+    env |= {
+        f"LAB_{name.upper()}_IMAGE": getattr(images, name)
+        for name in ("provider", "gateway", "locust", "toxiproxy")
+    }
     IN_USE["command"] = compose_command(request.param)
     base = [*IN_USE["command"], "-p", PROJECT, "-f", str(ROOT / "docker-compose.yml")]
     run_env = {**os.environ, **env}
@@ -125,7 +130,7 @@ def test_locust_web_ui_and_provider_control_api_are_on_loopback(compose_lab: dic
     client = docker.from_env()
     try:
         containers = client.containers.list(filters={"label": f"com.docker.compose.project={PROJECT}"})
-        assert len(containers) == 7
+        assert len(containers) == 8  # three providers, toxiproxy, gateway, control, Locust master, worker
         for container in containers:
             assert container.labels["lab.managed"] == "true"
             for bindings in (container.attrs["NetworkSettings"]["Ports"] or {}).values():

@@ -155,6 +155,7 @@ class FakeShell:
             binary = Path(env["CARGO_TARGET_DIR"]) / "release" / "toxiproxy"
             binary.parent.mkdir(parents=True, exist_ok=True)
             binary.write_bytes(b"\x7fELF toxiproxy")
+            binary.with_name("toxiproxy-cli").write_bytes(b"\x7fELF toxiproxy-cli")
         elif tool == "debootstrap":
             rootfs = Path(argv[-2])
             (rootfs / "usr/share/doc/python3").mkdir(parents=True)
@@ -407,9 +408,10 @@ def test_build_contexts_hold_the_wheels_and_the_binary_and_python_images_build_t
     ]
     assert "wheels/deps/locust-1.0-py3-none-any.whl" in files["locust"]
     assert [f for f in files["locust"] if not f.startswith("wheels/")] == ["Dockerfile"]  # locustfile: in lab
-    assert files["toxiproxy"] == ["Dockerfile", "bin/toxiproxy"]
+    assert files["toxiproxy"] == ["Dockerfile", "bin/toxiproxy", "bin/toxiproxy-cli"]  # the healthcheck's
     toxiproxy_context = next(b["context"] for b in harness.store.builds if b["name"] == "toxiproxy")
-    assert os.access(Path(str(toxiproxy_context)) / "bin" / "toxiproxy", os.X_OK)
+    for binary in ("toxiproxy", "toxiproxy-cli"):
+        assert os.access(Path(str(toxiproxy_context)) / "bin" / binary, os.X_OK)
 
 
 def test_a_second_call_with_nothing_changed_builds_nothing(harness: Harness) -> None:

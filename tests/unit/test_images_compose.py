@@ -40,14 +40,45 @@ def test_every_published_port_is_bound_to_loopback(compose: dict[str, Any]) -> N
         assert re.fullmatch(r"127\.0\.0\.1:(\$\{[A-Z0-9_]+:-\d+\}|\d+):\d+", port), port
 
 
-def test_services_use_the_latest_tags_lab_images_makes(compose: dict[str, Any]) -> None:
+def test_services_use_the_latest_tags_lab_images_makes_or_the_tags_given(compose: dict[str, Any]) -> None:
     images = {service["image"] for service in compose["services"].values()}
     assert images == {
-        "lab-provider:latest",
-        "lab-gateway:latest",
-        "lab-locust:latest",
-        "lab-toxiproxy:latest",
+        f"${{LAB_{name.upper()}_IMAGE:-lab-{name}:latest}}"
+        for name in ("provider", "gateway", "locust", "toxiproxy")
     }
+
+
+def test_every_service_restarts_by_itself_and_has_a_healthcheck(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        assert service["restart"] == "unless-stopped", name  # not `always`: a killed container stays down
+        assert service["healthcheck"]["test"][0] == "CMD", name  # exec form: no image needs a shell
+        assert service["healthcheck"]["retries"] >= 3, name
+
+
+def test_only_the_control_service_holds_the_docker_socket_and_it_has_no_host_port(
+    compose: dict[str, Any],
+) -> None:
+    socket = "/var/run/docker.sock:/var/run/docker.sock"
+    holders = [name for name, service in compose["services"].items() if socket in service.get("volumes", [])]
+    assert holders == ["control"]
+    control = compose["services"]["control"]
+    assert "ports" not in control
+    assert control["entrypoint"] == ["lab", "control"]
+    assert control["cap_drop"] == ["ALL"] and control["read_only"] is True
+    services = set(control["command"][1::2])
+    assert services == {"p1", "p2", "p3", "gateway"}  # never the Locust containers, nor itself
+    for service in compose["services"].values():  # nothing needs the socket's group any more
+        assert "group_add" not in service
+    assert "LAB_DOCKER_GID" not in COMPOSE.read_text()
+
+
+def test_services_start_after_what_they_need_is_healthy(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name, service in services.items():
+        for needed, condition in service.get("depends_on", {}).items():
+            assert condition == {"condition": "service_healthy"}, f"{name} -> {needed}"
+            assert "healthcheck" in services[needed]
+    assert set(services["locust-master"]["depends_on"]) == {"gateway", "control"}
 
 
 def test_services_and_network_carry_the_managed_label(compose: dict[str, Any]) -> None:

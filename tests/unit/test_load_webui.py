@@ -179,90 +179,49 @@ def test_routes_serve_the_page_and_the_api(fake_lab: str, tmp_path: Path) -> Non
     assert client.get("/lab/faults/api/state").get_json()["active"] == []
 
 
-# --- containers: kill/restart through Docker, by name or compose service ----------------------------------
-
-
-class FakeContainer:
-    def __init__(self, name: str, labels: dict[str, str]) -> None:
-        self.name, self.labels, self.status, self.actions = name, labels, "running", []
-
-    def kill(self, signal: str = "SIGKILL") -> None:
-        self.actions.append("kill")
-        self.status = "exited"
-
-    def reload(self) -> None:
-        pass
-
-    def start(self) -> None:
-        self.actions.append("start")
-        self.status = "running"
-
-
-class FakeDocker:
-    """The parts of docker.DockerClient the tab uses; containers by name and by label filter."""
-
-    def __init__(self, containers: list[FakeContainer]) -> None:
-        self.all = containers
-        self.containers = self
-
-    def get(self, name: str) -> FakeContainer:
-        from docker.errors import NotFound
-
-        for container in self.all:
-            if container.name == name:
-                return container
-        raise NotFound(name)
-
-    def list(self, all: bool, filters: dict[str, list[str]]) -> list[FakeContainer]:
-        wanted = dict(label.split("=", 1) for label in filters["label"])
-        return [c for c in self.all if all and wanted.items() <= c.labels.items()]
-
-
-def compose_labels(project: str, service: str) -> dict[str, str]:
-    return {"com.docker.compose.project": project, "com.docker.compose.service": service}
-
-
-def test_containers_are_found_by_name_or_by_service_in_our_own_compose_project() -> None:
-    from lab.webui.faults import find_container
-
-    docker = FakeDocker(
-        [
-            FakeContainer("other_gateway_1", compose_labels("other", "gateway")),
-            FakeContainer("main_gateway_1", compose_labels("main", "gateway")),
-            FakeContainer("abc123", compose_labels("main", "locust-master")),  # us (hostname = short id)
-            FakeContainer("lab-xyz-p1", {}),
-        ]
-    )
-    assert find_container(docker, "lab-xyz-p1", own_id="abc123").name == "lab-xyz-p1"
-    assert find_container(docker, "gateway", own_id="abc123").name == "main_gateway_1"
-    with pytest.raises(FaultRequestError, match="nor a compose service"):
-        find_container(docker, "p9", own_id="abc123")
+# --- containers: kill/restart through the compose lab's control service (lab.control) ----------------------
 
 
 def test_the_gateway_container_from_the_environment_can_be_killed_and_started(
     fake_lab: str, tmp_path: Path
 ) -> None:
-    env = {
-        "LAB_TOXIPROXY_URL": fake_lab,
-        "LAB_PROVIDERS": "alpha=alpha_http,,",
-        "LAB_CONTAINERS": "gateway=gw",
-    }
-    api = FaultAPI.from_env(env, run_dir=tmp_path)
-    gateway = FakeContainer("gw", {})
-    api.injector.containers._client = FakeDocker([gateway])  # type: ignore[attr-defined]
-    assert api.state()["gateway_container"] is True
-    fault_id = api.apply("gateway", "kill", {})
-    api.lift(fault_id)
-    assert gateway.actions == ["kill", "start"]
+    from lab.control.service import ControlService
+    from tests.unit.fake_docker import FakeContainer, FakeDocker, compose_labels, serve_control
+
+    gateway = FakeContainer("lab_gateway_1", compose_labels("lab", "gateway"))
+    decoy = FakeContainer("gateway", {})  # a container of that name outside the project: never touched
+    with serve_control(ControlService(FakeDocker([decoy, gateway]), "lab", frozenset({"gateway"}))) as url:
+        env = {
+            "LAB_TOXIPROXY_URL": fake_lab,
+            "LAB_PROVIDERS": "alpha=alpha_http,,",
+            "LAB_CONTAINERS": "gateway=gateway",
+            "LAB_CONTROL_URL": url,
+        }
+        api = FaultAPI.from_env(env, run_dir=tmp_path)
+        assert api.state()["gateway_container"] is True
+        fault_id = api.apply("gateway", "kill", {})
+        api.lift(fault_id)
+    assert [action for action, _ in gateway.actions] == ["kill", "start"]
+    assert decoy.actions == []
     assert [(e["event"], e["target"], e["source"]) for e in iter_events(tmp_path, "faults")] == [
         ("start", "gateway", "webui"), ("end", "gateway", "webui"),
     ]  # fmt: skip
 
 
+def test_without_a_control_service_container_faults_are_refused_with_the_reason(
+    fake_lab: str, tmp_path: Path
+) -> None:
+    env = {"LAB_TOXIPROXY_URL": fake_lab, "LAB_PROVIDERS": "alpha=alpha_http,,", "LAB_CONTAINERS": "alpha=p1"}
+    api = FaultAPI.from_env(env, run_dir=tmp_path)
+    assert api.state()["providers"][0]["container"] is False
+    with pytest.raises(FaultRequestError, match="LAB_CONTROL_URL"):
+        api.apply("alpha", "kill", {})
+
+
 def test_the_compose_labs_faults_tab_names_real_proxies_services_and_a_writable_run_dir() -> None:
     import yaml
 
-    from lab.webui.faults import containers_from_env
+    from lab.control import services_from_env
 
     root = Path(__file__).resolve().parents[2]
     compose = yaml.safe_load((root / "docker-compose.yml").read_text())
@@ -271,7 +230,18 @@ def test_the_compose_labs_faults_tab_names_real_proxies_services_and_a_writable_
     providers = providers_from_env(env)
     assert [p.id for p in providers] == ["p1", "p2", "p3"]
     assert {name for p in providers for name in p.proxies.values()} == proxies
-    assert set(containers_from_env(env).values()) <= set(compose["services"])
+    # every target's service is one the control service may act on, and the master knows where it is
+    control = compose["services"]["control"]
+    services = {name for item in control["command"][1::2] for name in item.split(",")}
+    assert control["command"][::2] == ["--service"] * len(control["command"][::2])
+    assert set(services_from_env(env)) == {"p1", "p2", "p3", "gateway"}
+    assert set(services_from_env(env).values()) == services
+    assert services < set(compose["services"]) and not services & {
+        "control",
+        "locust-master",
+        "locust-worker",
+    }
+    assert env["LAB_CONTROL_URL"] == f"http://control:{control['environment']['LAB_CONTROL_PORT']}"
     assert env["LAB_TOXIPROXY_URL"] == "http://toxiproxy:8474"
     # the run dir lies in the volume mounted at the image user's home, which the user owns
     for service in ("locust-master", "locust-worker"):

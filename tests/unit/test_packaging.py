@@ -27,6 +27,7 @@ BASE = "base"  # [project] dependencies: what the provider and gateway images in
 COMMAND_EXTRAS = {
     "provider": BASE,
     "gateway": BASE,
+    "control": "load",  # runs in the Locust image (docker, requests)
     "images": "orchestrator",
     "up": "orchestrator",
     "down": "orchestrator",
