@@ -188,7 +188,7 @@ def test_the_fault_primitives_act_through_the_service(
     assert lab["p3"].memory == 64 * 1024**2
     release()
     assert [action for action, _ in lab["p3"].actions] == [
-        "kill", "start", "pause", "unpause", "stop", "start", "restart", "disconnect", "connect",
+        "kill", "start", "pause", "unpause", "stop", "start", "stop", "start", "disconnect", "connect",
         "update", "update", "update",
     ]  # fmt: skip
     assert lab["p3"].actions[-4] == ("connect", {"network": NETWORK, "aliases": ["p3", "id-mylab_p3_"]})
