@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from lab import jsonrpc
-from lab.gateway import classify
+from lab.gateway import answers, classify
 from lab.gateway import events as ev
 from lab.gateway.breaker import Permit
 from lab.gateway.config import Strategy
@@ -30,6 +30,8 @@ PROVIDER_UNAVAILABLE = "Provider unavailable"
 _NOTIFICATION_ID = "lab-gateway-notification"  # notifications still get an answer upstream, dropped here
 _DEADLINE_EXCEEDED = classify.Verdict(classify.Outcome.RETRYABLE, "deadline_exceeded")
 _NO_HTTP_URL = classify.Verdict(classify.Outcome.RETRYABLE, "no_http_url")
+_WRONG_CHAIN = classify.Verdict(classify.Outcome.RETRYABLE, answers.WRONG_CHAIN)
+_STALE_HEAD = classify.Verdict(classify.Outcome.RETRYABLE, "stale_head")
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class _Call:
     """What every attempt of one request sends."""
 
     method: str
+    params: Any
     request_id: Any
     body: bytes
     deadline: float
@@ -89,7 +92,7 @@ class Router:
             }
         )
         method = request.method
-        call = _Call(method, request_id, body, deadline)
+        call = _Call(method, request.params, request_id, body, deadline)
         max_attempts = 1 if override is not None else 1 + policy.retries
         routed = Routed(response={}, outcome="error")
         last_failure: tuple[ProviderRuntime, classify.Verdict, Any] | None = None
@@ -101,6 +104,9 @@ class Router:
                 break
             if provider.http_target is None:
                 last_failure = (provider, _NO_HTTP_URL, None)
+                continue
+            if provider.id in chain.wrong_chain:  # never, not even named: its answers are another chain's
+                last_failure = (provider, _WRONG_CHAIN, None)
                 continue
             breaker = provider.http_breaker
             permit = breaker.acquire()
@@ -156,6 +162,7 @@ class Router:
         target = provider.http_target
         assert target is not None
         remaining = deadline - time.perf_counter()
+        highest_head = chain.heads.highest_head()  # before sending: any answer below it is stale
         started = time.perf_counter()
         response: Any = None
         try:
@@ -180,8 +187,15 @@ class Router:
             verdict = classify.classify_http(status, response)
             if not verdict.retryable and response.get("id") != request_id:
                 verdict = classify.BAD_RESPONSE
+            if verdict is classify.SUCCESS and chain.policy.answer_check:
+                verdict = _judge_answer(chain, provider, call, response["result"], highest_head)
         elapsed = time.perf_counter() - started
         metrics = chain.metrics
+        if verdict is _STALE_HEAD:  # a lagging node, not a broken one: the lag check keeps it out
+            metrics.attempt(provider.id, "http", verdict.reason, None)
+            if permit is not None:
+                breaker.release(permit)
+            return (provider, verdict, response)
         if verdict.retryable:
             metrics.attempt(provider.id, "http", verdict.reason, None)
             if permit is not None:
@@ -209,6 +223,29 @@ class Router:
             **{"from": from_id, "to": to_id},
             reason=reason,
         )
+
+
+def _judge_answer(
+    chain: ChainRuntime, provider: ProviderRuntime, call: _Call, result: Any, highest_head: int | None
+) -> classify.Verdict:
+    """SUCCESS, or why a successful answer cannot be right (answer_check): the attempt fails over. A head
+    answer more than max_lag_blocks below a head seen before the request was sent is stale."""
+    method, params = call.method, call.params
+    problem = answers.check_answer(method, params, result, chain.chain_id)
+    if problem == answers.WRONG_CHAIN:
+        served = jsonrpc.quantity(result) if method in ("eth_chainId", "net_version") else None
+        chain.mark_wrong_chain(provider.id, served)
+    if problem is not None:
+        return classify.Verdict(classify.Outcome.RETRYABLE, problem)
+    head = answers.answer_head(method, params, result)
+    stale = (
+        head is not None and highest_head is not None and head < highest_head - chain.policy.max_lag_blocks
+    )
+    if stale and chain.policy.lag_check:
+        assert head is not None
+        chain.observe_head(provider.id, head)  # the lag check excludes it from now on
+        return _STALE_HEAD
+    return classify.SUCCESS
 
 
 def _observe_block_number(chain: ChainRuntime, provider_id: str, result: Any) -> None:

@@ -162,7 +162,7 @@ class Corrupt(_Spec):
 
     type: Literal["corrupt"] = "corrupt"
     rate: Probability = 0.1
-    damage: Annotated[list[Damage], Field(min_length=1)] = list(DAMAGES)
+    damage: Annotated[list[Damage], Field(min_length=1)] = Field(default_factory=lambda: list(DAMAGES))
     methods: Annotated[list[str], Field(min_length=1)] | None = None
 
 

@@ -21,9 +21,14 @@ GENESIS = 1_700_000_000
 START = GENESIS + 10_000  # head 10_000 at the default 1 s block time
 CHAIN = Chain(1, GENESIS, 1.0)
 VIEW = View(CHAIN, NodeConfig("p1"), head=10_000)
+WRONG_CHAIN_7 = {"type": "wrong_chain", "chain_id": 5, "head_offset": 7}
+WRONG_CHAIN_50 = {"type": "wrong_chain", "chain_id": 5, "head_offset": 50}
+MALFORMED_ALL = {"type": "corrupt", "rate": 1, "damage": ["malformed"]}
 
 
-def decide(spec: Any, method: str = "eth_blockNumber", seed: int = 0, n: int = 1, probe: bool = False) -> list:
+def decide(
+    spec: Any, method: str = "eth_blockNumber", seed: int = 0, n: int = 1, probe: bool = False
+) -> list:
     policy = compile_policy(parse_behavior(spec), seed)
     return [policy.decide(Call(method, None, 0.0, VIEW, probe=probe)) for _ in range(n)]
 
@@ -130,8 +135,8 @@ def test_wrong_chain_over_http_answers_as_the_other_chain_would() -> None:
             running_provider("p1", clock=FakeClock(START), head_feed=False) as provider,
             aiohttp.ClientSession() as client,
         ):
-            await put_behavior(client, provider.control_url, {"type": "wrong_chain", "chain_id": 5, "head_offset": 7})
-            other = Chain(5, GENESIS - 7, 1.0)
+            await put_behavior(client, provider.control_url, WRONG_CHAIN_7)
+            other = Chain(5, GENESIS - 7, 1.0)  # head_offset 7
             number = next(n for n in range(9_000, 9_100) if other.tx_count(n))
             body = await post(
                 client,
@@ -167,8 +172,10 @@ def test_corrupt_over_http_damages_every_answer_at_rate_one_and_counts_it() -> N
             running_provider("p1", clock=FakeClock(START), head_feed=False) as provider,
             aiohttp.ClientSession() as client,
         ):
-            await put_behavior(client, provider.control_url, {"type": "corrupt", "rate": 1, "damage": ["malformed"]})
-            body = await post(client, provider.url, [rpc("eth_blockNumber", id_=1), rpc("eth_syncing", id_=2)])
+            await put_behavior(client, provider.control_url, MALFORMED_ALL)
+            body = await post(
+                client, provider.url, [rpc("eth_blockNumber", id_=1), rpc("eth_syncing", id_=2)]
+            )
             assert body[0]["result"] == hex(10_000)[:-1] + "z"
             assert body[1]["result"] is False  # nothing to damage
             await put_behavior(client, provider.control_url, "healthy")
@@ -201,9 +208,10 @@ def test_wrong_chain_new_heads_come_from_the_other_chain_and_resume_on_this_one(
                 return message["params"]["result"]
 
             assert (await next_head())["hash"] == CHAIN.block_hash(10_001)
-            await put_behavior(client, provider.control_url, {"type": "wrong_chain", "chain_id": 5, "head_offset": 50})
+            await put_behavior(client, provider.control_url, WRONG_CHAIN_50)
             head = await next_head()
-            assert head["number"] == hex(10_052) and head["hash"] == Chain(5, GENESIS - 50, 1.0).block_hash(10_052)
+            other = Chain(5, GENESIS - 50, 1.0)
+            assert head["number"] == hex(10_052) and head["hash"] == other.block_hash(10_052)
             await put_behavior(client, provider.control_url, "healthy")
             head = await next_head()  # back on this chain at once, not after 50 blocks of silence
             assert head["hash"] == CHAIN.block_hash(10_003)

@@ -22,7 +22,7 @@ class CorruptAction(Action):
 
     type: Literal["corrupt"] = "corrupt"
     rate: Probability = 0.1
-    damage: Annotated[list[Damage], Field(min_length=1)] = list(DAMAGES)
+    damage: Annotated[list[Damage], Field(min_length=1)] = Field(default_factory=lambda: list(DAMAGES))
     methods: Annotated[list[str], Field(min_length=1)] | None = None
 
     def apply(self, injector: FaultInjector, target: str, *, name: str | None = None) -> Fault:
