@@ -134,8 +134,9 @@ _BLOCK_FORK_FIELDS: dict[str, Check] = {
     "totalDifficulty": QUANTITY,
 }
 BLOCK = _object(_BLOCK_FIELDS, _BLOCK_FORK_FIELDS)
-RECEIPT = _object(
+_RECEIPT_FIELDS = _object(
     {
+        "type": QUANTITY,
         "transactionHash": HASH,
         "transactionIndex": QUANTITY,
         "blockHash": HASH,
@@ -149,8 +150,15 @@ RECEIPT = _object(
         "logsBloom": DATA,
         "effectiveGasPrice": QUANTITY,
     },
-    {"status": QUANTITY, "root": HASH, "type": QUANTITY},
+    {"status": QUANTITY, "root": HASH},
 )
+
+
+def RECEIPT(value: Any) -> bool:
+    """A receipt has its status (since Byzantium) or, before, its state root."""
+    return _RECEIPT_FIELDS(value) and ("status" in value or "root" in value)
+
+
 FEE_HISTORY = _object(
     {"oldestBlock": QUANTITY, "baseFeePerGas": _list_of(QUANTITY), "gasUsedRatio": _list_of(lambda v: True)},
     {"reward": _list_of(_list_of(QUANTITY))},
