@@ -246,6 +246,11 @@ def test_a_wrong_chain_provider_first_in_priority_never_answers_through_the_stro
 
             await async_wait_for_value(p3_excluded, timeout=5, message="p3 kept out")
             assert strong.wrong_chain == {"p1", "p3"}
+            async with session.get(f"{gw.url}/admin/providers") as r:
+                listed = (await r.json())["providers"]
+            status = {(p["profile"], p["provider"]): p["chain_id"] for p in listed}
+            assert status[("strong", "p1")] == status[("strong", "p3")] == "wrong"
+            assert (status[("strong", "p2")], status[("weak", "p2")]) == ("ok", "unverified")
             assert (await ask(session, gw, "strong", "eth_chainId", []))["result"] == "0x1"
 
     asyncio.run(asyncio.wait_for(main(), 60))
