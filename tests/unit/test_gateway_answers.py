@@ -185,7 +185,7 @@ WEAK = {**FAST, "chain_id_check": False, "answer_check": False, "lag_check": Fal
 
 @asynccontextmanager
 async def lab(
-    tmp_path: Path, behaviors: dict[str, Any]
+    tmp_path: Path, behaviors: dict[str, Any], strong: dict[str, Any] = FAST, weak: dict[str, Any] = WEAK
 ) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, ProviderEndpoint], aiohttp.ClientSession]]:
     genesis = time.time() - 1_000 * BLOCK_TIME_S
     async with AsyncExitStack() as stack:
@@ -195,7 +195,7 @@ async def lab(
             )
             for pid, behavior in behaviors.items()
         }
-        for slug, settings in (("strong", FAST), ("weak", WEAK)):
+        for slug, settings in (("strong", strong), ("weak", weak)):
             yaml_text = profile_yaml(slug, providers, block_time_s=BLOCK_TIME_S, gateway=settings)
             (tmp_path / f"{slug}.yml").write_text(yaml_text)
         gateway = await stack.enter_async_context(running_gateway(tmp_path))
@@ -204,9 +204,14 @@ async def lab(
 
 
 async def ask(
-    session: aiohttp.ClientSession, gw: GatewayEndpoint, profile: str, method: str, params: Any
+    session: aiohttp.ClientSession,
+    gw: GatewayEndpoint,
+    profile: str,
+    method: str,
+    params: Any,
+    route: str = "ethereum",
 ) -> Any:
-    url = f"{gw.url}/rpc/profile/{profile}/ethereum"
+    url = f"{gw.url}/rpc/profile/{profile}/{route}"
     async with session.post(
         url, data=orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
     ) as r:
@@ -281,5 +286,33 @@ def test_corrupt_answers_fail_over_through_the_strong_profile_and_reach_clients_
                         body = await ask(session, gw, profile, method, params)
                         wrong[profile] += body.get("result") != right
             assert wrong["strong"] == 0 and wrong["weak"] > 5, wrong
+
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_head_answer_behind_a_head_already_seen_fails_over_before_any_poll_notices(tmp_path: Path) -> None:
+    """No poll after the start (interval 1 h): only the answers themselves show p1 falling behind."""
+
+    async def main() -> None:
+        no_polls = {**FAST, "head_poll_interval_s": 3600}
+        behaviors = {"p1": "healthy", "p2": "healthy"}
+        async with lab(tmp_path, behaviors, no_polls, {**no_polls, "lag_check": False}) as (
+            gw,
+            providers,
+            session,
+        ):
+            for profile in ("strong", "weak"):  # a head seen from p2 (served answers are observed)
+                await ask(session, gw, profile, "eth_blockNumber", [], route="provider/p2/ethereum")
+            lagging = {"type": "node_out_of_sync", "lag": 50}
+            async with session.put(providers["p1"].control_url + "behavior", json=lagging) as r:
+                assert r.status == 200
+            truth = providers["p2"].server.chain  # type: ignore[union-attr]
+            strong = int((await ask(session, gw, "strong", "eth_blockNumber", []))["result"], 16)
+            weak = int((await ask(session, gw, "weak", "eth_blockNumber", []))["result"], 16)
+            assert truth.head_at(time.time()) - strong <= 2
+            assert truth.head_at(time.time()) - weak >= 45  # p1 first (priority), nothing checked
+            events = gw.gateway.events.history()  # type: ignore[union-attr]
+            assert any(e["type"] == "failover" and e["reason"] == "stale_head" for e in events)
+            assert any(e["type"] == "provider_lag_excluded" and e["provider"] == "p1" for e in events)
 
     asyncio.run(asyncio.wait_for(main(), 60))
