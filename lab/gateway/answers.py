@@ -61,8 +61,26 @@ def _object(required: dict[str, Check], optional: dict[str, Check] | None = None
     return check
 
 
+def _has_fields(names: Any) -> Check:
+    """An object with these fields (the cheap check for the many objects of a list: their hex is checked
+    by the scan of the whole answer)."""
+    required = frozenset(names)
+    return lambda value: isinstance(value, dict) and required <= value.keys()
+
+
 # The execution API's objects (ethereum/execution-apis): required fields; the fork-dependent and legacy
 # fields are optional there, so only their form is checked.
+LOG_KEYS = (
+    "address",
+    "topics",
+    "data",
+    "blockNumber",
+    "blockHash",
+    "transactionHash",
+    "transactionIndex",
+    "logIndex",
+    "removed",
+)
 LOG = _object(
     {
         "address": ADDRESS,
@@ -102,6 +120,23 @@ TRANSACTION = _object(
         "accessList": lambda value: isinstance(value, list),
     },
 )
+LOG_FIELDS = _has_fields(LOG_KEYS)
+TRANSACTION_KEYS = [
+    "hash",
+    "nonce",
+    "blockHash",
+    "blockNumber",
+    "transactionIndex",
+    "from",
+    "to",
+    "value",
+    "gas",
+    "input",
+    "r",
+    "s",
+    "type",
+]
+TRANSACTION_FIELDS = _has_fields(TRANSACTION_KEYS)
 _BLOCK_FIELDS: dict[str, Check] = {
     "number": QUANTITY,
     "hash": HASH,
@@ -121,7 +156,7 @@ _BLOCK_FIELDS: dict[str, Check] = {
     "timestamp": QUANTITY,
     "mixHash": HASH,
     "uncles": _list_of(HASH),
-    "transactions": _list_of(lambda tx: HASH(tx) or TRANSACTION(tx)),
+    "transactions": _list_of(lambda tx: HASH(tx) or TRANSACTION_FIELDS(tx)),
 }
 _BLOCK_FORK_FIELDS: dict[str, Check] = {
     "baseFeePerGas": QUANTITY,
@@ -146,7 +181,7 @@ _RECEIPT_FIELDS = _object(
         "cumulativeGasUsed": QUANTITY,
         "gasUsed": QUANTITY,
         "contractAddress": _optional(ADDRESS),
-        "logs": _list_of(LOG),
+        "logs": _list_of(LOG_FIELDS),
         "logsBloom": DATA,
         "effectiveGasPrice": QUANTITY,
     },
@@ -180,15 +215,30 @@ RESULTS: dict[str, Check] = {
     "eth_getBlockByHash": _optional(BLOCK),
     "eth_getTransactionByHash": _optional(TRANSACTION),
     "eth_getTransactionReceipt": _optional(RECEIPT),
-    "eth_getLogs": _list_of(LOG),
+    "eth_getLogs": _list_of(LOG_FIELDS),
     "eth_feeHistory": FEE_HISTORY,
     "eth_syncing": lambda value: value is False or isinstance(value, dict),
 }
 
 
-def check_answer(method: str, params: Any, result: Any, chain_id: int) -> str | None:
-    """Why this successful result cannot be right (MALFORMED, WRONG_CHAIN, WRONG_BLOCK), or None."""
-    if not _hex_strings_valid(result):
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _body_hex_valid(raw: bytes) -> bool:
+    """No string of the raw body starts with 0x and holds a non-hex character: with each opening `"0x`
+    replaced by a control byte (never raw in JSON) and the hex digits deleted, every such string is the
+    marker alone between its quotes. A C-speed scan, ten times faster than a regex; a hit is confirmed by
+    the walk of the parsed result (it may be the request id)."""
+    stripped = raw.replace(b'"0x', b'"\x01').translate(None, _HEX_DIGITS)
+    return stripped.count(b'"\x01') == stripped.count(b'"\x01"')
+
+
+def check_answer(
+    method: str, params: Any, result: Any, chain_id: int, raw: bytes | None = None
+) -> str | None:
+    """Why this successful result cannot be right (MALFORMED, WRONG_CHAIN, WRONG_BLOCK), or None. `raw`,
+    the response body the result was parsed from, makes the hex check cheap."""
+    if (raw is None or not _body_hex_valid(raw)) and not _hex_strings_valid(result):
         return MALFORMED
     shape = RESULTS.get(method)
     if shape is not None and not shape(result):

@@ -188,7 +188,7 @@ class Router:
             if not verdict.retryable and response.get("id") != request_id:
                 verdict = classify.BAD_RESPONSE
             if verdict is classify.SUCCESS and chain.policy.answer_check:
-                verdict = _judge_answer(chain, provider, call, response["result"], highest_head)
+                verdict = _judge_answer(chain, provider, call, response["result"], raw, highest_head)
         elapsed = time.perf_counter() - started
         metrics = chain.metrics
         if verdict is _STALE_HEAD:  # a lagging node, not a broken one: the lag check keeps it out
@@ -226,12 +226,17 @@ class Router:
 
 
 def _judge_answer(
-    chain: ChainRuntime, provider: ProviderRuntime, call: _Call, result: Any, highest_head: int | None
+    chain: ChainRuntime,
+    provider: ProviderRuntime,
+    call: _Call,
+    result: Any,
+    raw: bytes,
+    highest_head: int | None,
 ) -> classify.Verdict:
     """SUCCESS, or why a successful answer cannot be right (answer_check): the attempt fails over. A head
     answer more than max_lag_blocks below a head seen before the request was sent is stale."""
     method, params = call.method, call.params
-    problem = answers.check_answer(method, params, result, chain.chain_id)
+    problem = answers.check_answer(method, params, result, chain.chain_id, raw)
     if problem == answers.WRONG_CHAIN:
         served = jsonrpc.quantity(result) if method in ("eth_chainId", "net_version") else None
         chain.mark_wrong_chain(provider.id, served)
