@@ -97,6 +97,7 @@ class Router:
         routed = Routed(response={}, outcome="error")
         last_failure: tuple[ProviderRuntime, classify.Verdict, Any] | None = None
         refused: list[ProviderRuntime] = []  # breakers that let no attempt through
+        stale: list[tuple[ProviderRuntime, classify.Verdict, Any]] = []  # head answers behind a head seen
 
         candidates = self.candidates(chain, method, strategy, override)
         for provider in candidates:
@@ -122,6 +123,8 @@ class Router:
             if failure is None:
                 return routed
             last_failure = failure
+            if failure[1] is _STALE_HEAD:
+                stale.append(failure)
 
         # Last resort ("panic routing", as Envoy calls it): when every breaker refused, refusing the request
         # is a certain failure while an open provider may have healed. Forced-open breakers stay shut.
@@ -136,6 +139,15 @@ class Router:
                 if failure is None:
                     return routed
                 last_failure = failure
+                if failure[1] is _STALE_HEAD:
+                    stale.append(failure)
+
+        if stale:  # every answer was behind: the freshest of them, as lagging providers serve when all lag
+            provider, _, response = max(
+                stale, key=lambda f: answers.answer_head(method, request.params, f[2]["result"]) or 0
+            )
+            routed.response, routed.outcome, routed.provider = response, "success", provider.id
+            return routed
 
         routed.response = _failure_response(request_id, last_failure, refused[0] if refused else None)
         if last_failure is not None:

@@ -314,5 +314,10 @@ def test_a_head_answer_behind_a_head_already_seen_fails_over_before_any_poll_not
             events = gw.gateway.events.history()  # type: ignore[union-attr]
             assert any(e["type"] == "failover" and e["reason"] == "stale_head" for e in events)
             assert any(e["type"] == "provider_lag_excluded" and e["provider"] == "p1" for e in events)
+            # Every provider behind: the (freshest) stale answer rather than an error, as when all lag.
+            async with session.put(providers["p2"].control_url + "behavior", json=lagging) as r:
+                assert r.status == 200
+            body = await ask(session, gw, "strong", "eth_blockNumber", [])
+            assert 45 <= truth.head_at(time.time()) - int(body["result"], 16) <= 55, body
 
     asyncio.run(asyncio.wait_for(main(), 60))
