@@ -321,3 +321,37 @@ def test_a_head_answer_behind_a_head_already_seen_fails_over_before_any_poll_not
             assert 45 <= truth.head_at(time.time()) - int(body["result"], 16) <= 55, body
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_a_subscription_on_a_provider_turned_to_another_chain_moves_to_one_on_this_chain(
+    tmp_path: Path,
+) -> None:
+    async def main() -> None:
+        async with lab(tmp_path, {"p1": "healthy", "p2": "healthy"}) as (gw, providers, session):
+            url = f"{gw.ws_base}/ws/rpc/profile/strong/ethereum"
+            async with session.ws_connect(url) as ws:
+                await ws.send_str(orjson.dumps(
+                    {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+                ).decode())  # fmt: skip
+                assert "result" in orjson.loads((await ws.receive(timeout=5)).data)
+                events = gw.gateway.events  # type: ignore[union-attr]
+                assert [e["provider"] for e in events.history() if e["type"] == "subscribed"] == ["p1"]
+                async with session.put(
+                    providers["p1"].control_url + "behavior", json={"type": "wrong_chain"}
+                ) as r:
+                    assert r.status == 200
+
+                async def moved() -> bool:
+                    return any(
+                        e["type"] == "resubscribed" and e["reason"] == "wrong_chain" for e in events.history()
+                    )
+
+                await async_wait_for_value(moved, timeout=10, message="resubscribed away from p1")
+                truth = providers["p2"].server.chain  # type: ignore[union-attr]
+                right = []
+                for _ in range(15):  # the other chain's heads sent before the move, then this chain's only
+                    head = orjson.loads((await ws.receive(timeout=5)).data)["params"]["result"]
+                    right.append(head["hash"] == truth.block_hash(int(head["number"], 16)))
+                assert right[-5:] == [True] * 5 and right == sorted(right), right
+
+    asyncio.run(asyncio.wait_for(main(), 60))
