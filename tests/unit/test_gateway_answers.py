@@ -355,3 +355,37 @@ def test_a_subscription_on_a_provider_turned_to_another_chain_moves_to_one_on_th
                 assert right[-5:] == [True] * 5 and right == sorted(right), right
 
     asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def test_the_chain_id_checker_asks_unverified_and_wrong_providers_every_round_verified_ones_per_interval(
+    tmp_path: Path,
+) -> None:
+    from lab.gateway.chain_check import ChainIdChecker
+
+    chain = next(registry(tmp_path, chain_check_interval_s=5.0).chains())
+    answers_by_provider: dict[str, int | None] = {"p1": 1, "p2": 5, "p3": None}  # p3: down
+    asked: list[str] = []
+    now = [100.0]
+
+    async def fetch(_chain: Any, provider_id: str) -> int | None:
+        asked.append(provider_id)
+        return answers_by_provider[provider_id]
+
+    checker = ChainIdChecker(chain, fetch, clock=lambda: now[0])
+
+    async def rounds() -> list[list[str]]:
+        seen = []
+        for step in (0.0, 1.0, 4.5, 5.0):
+            now[0] = 100.0 + step
+            asked.clear()
+            await checker.check_due()
+            seen.append(sorted(asked))
+        return seen
+
+    assert asyncio.run(rounds()) == [
+        ["p1", "p2", "p3"],  # at start: everyone
+        ["p2", "p3"],  # p2 on another chain, p3 never answered: every round
+        ["p2", "p3"],
+        ["p1", "p2", "p3"],  # p1 verified 5 s ago: due again
+    ]
+    assert chain.wrong_chain == {"p2"} and chain.unverified == {"p3"}
