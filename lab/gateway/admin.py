@@ -26,6 +26,7 @@ from lab.gateway.events import sse_handler
 if TYPE_CHECKING:
     from lab.gateway.app import Gateway
     from lab.gateway.breaker import CircuitBreaker
+    from lab.gateway.runtime import ChainRuntime
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -99,6 +100,7 @@ class Admin:
                         "chain": chain.name,
                         "provider": provider.id,
                         "head": heads.get(provider.id),
+                        "chain_id": _chain_status(chain, provider.id),
                         "latency": provider.latency.snapshot(),
                         "breakers": {t: b.snapshot() for t, b in provider.breakers.items()},
                     }
@@ -108,6 +110,15 @@ class Admin:
     async def subscriptions(self, request: web.Request) -> web.Response:
         groups = [g for manager in self.gateway.subscriptions.values() for g in manager.snapshot()]
         return _json({"subscriptions": groups})
+
+
+def _chain_status(chain: ChainRuntime, provider_id: str) -> str:
+    """`wrong` (serves another chain), `unverified` (not answered yet, or not checked), `ok`."""
+    if provider_id in chain.wrong_chain:
+        return "wrong"
+    if provider_id in chain.unverified or not chain.policy.chain_id_check:
+        return "unverified"
+    return "ok"
 
 
 def _name(profile: str, chain: str, provider: str, transport: str) -> dict[str, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import time
 from collections.abc import AsyncIterator
@@ -15,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from lab import jsonrpc
 from lab.gateway.admin import Admin
+from lab.gateway.chain_check import ChainIdChecker
 from lab.gateway.config import GatewayConfig
 from lab.gateway.endpoints import Endpoints
 from lab.gateway.events import EventBus
@@ -28,6 +30,7 @@ from lab.gateway.upstream import NETWORK_ERRORS, http_post, new_session
 from lab.gateway.ws_api import WsRpc
 
 _BLOCK_NUMBER = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []})
+_CHAIN_ID = orjson.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": []})
 
 
 class Gateway:
@@ -44,6 +47,7 @@ class Gateway:
         self._router: Router | None = None
         self.subscriptions: dict[ChainRuntime, SubscriptionManager] = {}
         self._pollers: list[HeadPoller] = []
+        self._chain_checkers: list[ChainIdChecker] = []
         self.leaked: list[bytes] = []  # GatewaySettings.test_leak_bytes_per_request (test only)
 
     @property
@@ -54,6 +58,7 @@ class Gateway:
     async def start(self) -> None:
         session = self._session = new_session()
         self._router = Router(session, self.events, self.registry.rng)
+        await self._check_chain_ids()
         for chain in self.registry.chains():
             pool = WsPool(session, chain.policy.attempt_timeout_s)
             self.subscriptions[chain] = SubscriptionManager(chain, self._router, pool, self.registry.rng)
@@ -66,7 +71,25 @@ class Gateway:
             poller.start()
             self._pollers.append(poller)
 
+    async def _check_chain_ids(self) -> None:
+        """Verify every provider's chain id before serving anything (bounded by the attempt timeout: a
+        provider down now stays unverified, used only if no verified one is left, until it answers)."""
+        checkers = [
+            ChainIdChecker(chain, self._fetch_chain_id)
+            for chain in self.registry.chains()
+            if chain.policy.chain_id_check
+        ]
+        if checkers:
+            timeout = max(c.chain.policy.attempt_timeout_s for c in checkers)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await asyncio.gather(*(c.check_due() for c in checkers))
+        for checker in checkers:
+            checker.start()
+        self._chain_checkers = checkers
+
     async def stop(self) -> None:
+        await asyncio.gather(*(c.stop() for c in self._chain_checkers))
         await asyncio.gather(*(p.stop() for p in self._pollers))
         await asyncio.gather(*(m.close() for m in self.subscriptions.values()))
         await asyncio.gather(*(m.pool.close() for m in self.subscriptions.values()))
@@ -95,6 +118,19 @@ class Gateway:
         if number is not None:
             provider.latency.record("http", "eth_blockNumber", time.perf_counter() - started)
         return number
+
+    async def _fetch_chain_id(self, chain: ChainRuntime, provider_id: str) -> int | None:
+        """One provider's eth_chainId, asked directly (no breaker), or None when it gave none."""
+        provider = chain.by_id[provider_id]
+        assert self._session is not None and provider.url is not None
+        try:
+            status, raw = await http_post(
+                self._session, provider.url, _CHAIN_ID, provider.http_headers, chain.policy.attempt_timeout_s
+            )
+            body = orjson.loads(raw) if status == 200 else None
+        except (*NETWORK_ERRORS, ValueError):
+            return None
+        return jsonrpc.quantity(body.get("result")) if isinstance(body, dict) else None
 
     def health(self) -> dict[str, object]:
         return {

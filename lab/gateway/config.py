@@ -80,6 +80,19 @@ class GatewaySettings(_Strict):
     lag_check: bool = Field(True, description="avoid lagging providers for head-sensitive methods")
     max_lag_blocks: int = Field(1, ge=0, description="lag beyond which a provider counts as lagging")
     head_poll_interval_s: float = Field(1.0, gt=0, description="eth_blockNumber polling of every provider")
+    chain_id_check: bool = Field(
+        True,
+        description="verify each provider's eth_chainId at start and every chain_check_interval_s; one "
+        "that serves another chain is never used (requests, subscriptions, head tracking)",
+    )
+    chain_check_interval_s: float = Field(
+        5.0, gt=0, description="re-verification of each provider's chain id"
+    )
+    answer_check: bool = Field(
+        True,
+        description="fail over from answers that cannot be right: malformed for the method, from another "
+        "chain, another block than asked, a head more than max_lag_blocks behind one already seen",
+    )
     gap_filling: bool = Field(True, description="fill subscription gaps over HTTP after a resubscribe")
     max_backfill_blocks: int = Field(100, ge=1, description="largest gap filled after a resubscribe")
     silence_timeout_s: float | None = Field(

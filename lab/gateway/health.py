@@ -135,6 +135,18 @@ class HeadTracker:
             return None
         return (self._best[1] - self._first_best[1]) / (self._best[0] - self._first_best[0])
 
+    def forget(self, provider_id: str) -> None:
+        """Drop a provider's head (it serves another chain); the best head is taken from the others."""
+        if self._heads.pop(provider_id, None) is None:
+            return
+        self._best = max(self._heads.values(), default=None, key=lambda entry: entry[0])
+        self._first_best = self._first_best if self._best is not None else None
+        self._reevaluate()
+
+    def highest_head(self) -> int | None:
+        """The highest head any provider reports now (its last observation; no projection)."""
+        return max((number for number, _ in self._heads.values()), default=None)
+
     def head(self, provider_id: str) -> int | None:
         entry = self._heads.get(provider_id)
         return None if entry is None else entry[0]
@@ -176,7 +188,7 @@ class HeadTracker:
             return
         best = self.best_head() or 0
         for pid in sorted(changed):
-            self._listener(pid, pid in lagging, lags[pid], best)
+            self._listener(pid, pid in lagging, lags.get(pid, 0), best)  # 0: forgotten (another chain)
 
 
 class HeadPoller:

@@ -18,7 +18,7 @@ import aiohttp
 import orjson
 
 from lab import jsonrpc
-from lab.gateway import classify
+from lab.gateway import answers, classify
 from lab.gateway import events as ev
 from lab.gateway.breaker import Permit
 from lab.gateway.config import Strategy
@@ -30,6 +30,8 @@ PROVIDER_UNAVAILABLE = "Provider unavailable"
 _NOTIFICATION_ID = "lab-gateway-notification"  # notifications still get an answer upstream, dropped here
 _DEADLINE_EXCEEDED = classify.Verdict(classify.Outcome.RETRYABLE, "deadline_exceeded")
 _NO_HTTP_URL = classify.Verdict(classify.Outcome.RETRYABLE, "no_http_url")
+_WRONG_CHAIN = classify.Verdict(classify.Outcome.RETRYABLE, answers.WRONG_CHAIN)
+_STALE_HEAD = classify.Verdict(classify.Outcome.RETRYABLE, "stale_head")
 
 
 @dataclass(slots=True)
@@ -49,6 +51,7 @@ class _Call:
     """What every attempt of one request sends."""
 
     method: str
+    params: Any
     request_id: Any
     body: bytes
     deadline: float
@@ -89,11 +92,12 @@ class Router:
             }
         )
         method = request.method
-        call = _Call(method, request_id, body, deadline)
+        call = _Call(method, request.params, request_id, body, deadline)
         max_attempts = 1 if override is not None else 1 + policy.retries
         routed = Routed(response={}, outcome="error")
         last_failure: tuple[ProviderRuntime, classify.Verdict, Any] | None = None
         refused: list[ProviderRuntime] = []  # breakers that let no attempt through
+        stale: list[tuple[ProviderRuntime, classify.Verdict, Any]] = []  # head answers behind a head seen
 
         candidates = self.candidates(chain, method, strategy, override)
         for provider in candidates:
@@ -101,6 +105,9 @@ class Router:
                 break
             if provider.http_target is None:
                 last_failure = (provider, _NO_HTTP_URL, None)
+                continue
+            if provider.id in chain.wrong_chain:  # never, not even named: its answers are another chain's
+                last_failure = (provider, _WRONG_CHAIN, None)
                 continue
             breaker = provider.http_breaker
             permit = breaker.acquire()
@@ -116,6 +123,8 @@ class Router:
             if failure is None:
                 return routed
             last_failure = failure
+            if failure[1] is _STALE_HEAD:
+                stale.append(failure)
 
         # Last resort ("panic routing", as Envoy calls it): when every breaker refused, refusing the request
         # is a certain failure while an open provider may have healed. Forced-open breakers stay shut.
@@ -130,6 +139,15 @@ class Router:
                 if failure is None:
                     return routed
                 last_failure = failure
+                if failure[1] is _STALE_HEAD:
+                    stale.append(failure)
+
+        if stale:  # every answer was behind: the freshest of them, as lagging providers serve when all lag
+            provider, _, response = max(
+                stale, key=lambda f: answers.answer_head(method, request.params, f[2]["result"]) or 0
+            )
+            routed.response, routed.outcome, routed.provider = response, "success", provider.id
+            return routed
 
         routed.response = _failure_response(request_id, last_failure, refused[0] if refused else None)
         if last_failure is not None:
@@ -156,6 +174,7 @@ class Router:
         target = provider.http_target
         assert target is not None
         remaining = deadline - time.perf_counter()
+        highest_head = chain.heads.highest_head()  # before sending: any answer below it is stale
         started = time.perf_counter()
         response: Any = None
         try:
@@ -180,8 +199,15 @@ class Router:
             verdict = classify.classify_http(status, response)
             if not verdict.retryable and response.get("id") != request_id:
                 verdict = classify.BAD_RESPONSE
+            if verdict is classify.SUCCESS and chain.policy.answer_check:
+                verdict = _judge_answer(chain, provider, call, response["result"], raw, highest_head)
         elapsed = time.perf_counter() - started
         metrics = chain.metrics
+        if verdict is _STALE_HEAD:  # a lagging node, not a broken one: the lag check keeps it out
+            metrics.attempt(provider.id, "http", verdict.reason, None)
+            if permit is not None:
+                breaker.release(permit)
+            return (provider, verdict, response)
         if verdict.retryable:
             metrics.attempt(provider.id, "http", verdict.reason, None)
             if permit is not None:
@@ -209,6 +235,34 @@ class Router:
             **{"from": from_id, "to": to_id},
             reason=reason,
         )
+
+
+def _judge_answer(
+    chain: ChainRuntime,
+    provider: ProviderRuntime,
+    call: _Call,
+    result: Any,
+    raw: bytes,
+    highest_head: int | None,
+) -> classify.Verdict:
+    """SUCCESS, or why a successful answer cannot be right (answer_check): the attempt fails over. A head
+    answer more than max_lag_blocks below a head seen before the request was sent is stale."""
+    method, params = call.method, call.params
+    problem = answers.check_answer(method, params, result, chain.chain_id, raw)
+    if problem == answers.WRONG_CHAIN:
+        served = jsonrpc.quantity(result) if method in ("eth_chainId", "net_version") else None
+        chain.mark_wrong_chain(provider.id, served)
+    if problem is not None:
+        return classify.Verdict(classify.Outcome.RETRYABLE, problem)
+    head = answers.answer_head(method, params, result)
+    stale = (
+        head is not None and highest_head is not None and head < highest_head - chain.policy.max_lag_blocks
+    )
+    if stale and chain.policy.lag_check:
+        assert head is not None
+        chain.observe_head(provider.id, head)  # the lag check excludes it from now on
+        return _STALE_HEAD
+    return classify.SUCCESS
 
 
 def _observe_block_number(chain: ChainRuntime, provider_id: str, result: Any) -> None:

@@ -40,6 +40,9 @@ class ChainPolicy:
     lag_check: bool
     max_lag_blocks: int
     head_poll_interval_s: float
+    chain_id_check: bool
+    chain_check_interval_s: float
+    answer_check: bool
     block_time_s: float | None
     gap_filling: bool
     max_backfill_blocks: int
@@ -72,6 +75,9 @@ class ChainPolicy:
                 if chain.monitoring.probe_interval_ms
                 else settings.head_poll_interval_s
             ),
+            chain_id_check=settings.chain_id_check,
+            chain_check_interval_s=settings.chain_check_interval_s,
+            answer_check=settings.answer_check,
             block_time_s=block_time_s,
             gap_filling=settings.gap_filling,
             max_backfill_blocks=_first(failover.max_backfill_blocks, settings.max_backfill_blocks),
@@ -156,14 +162,53 @@ class ChainRuntime:
             block_time_s=policy.block_time_s,
             on_lag_change=self._on_lag_change if policy.lag_check else None,
         )
+        # Chain id verification (chain_id_check): providers serving another chain are never used; those
+        # not verified yet (down since start) only when no verified provider is left.
+        self.wrong_chain: set[str] = set()
+        self.unverified: set[str] = {p.id for p in self.providers} if policy.chain_id_check else set()
 
     def observe_head(self, provider_id: str, number: int) -> None:
         self.observe_heads([(provider_id, number)])
 
     def observe_heads(self, observations: list[tuple[str, int]]) -> None:
+        if self.wrong_chain or self.unverified:  # another chain's head says nothing about this one's
+            excluded = self.wrong_chain | self.unverified
+            observations = [(pid, number) for pid, number in observations if pid not in excluded]
+            if not observations:
+                return
         self.heads.observe_all(observations)
         for provider_id, number in observations:
             self.metrics.head(provider_id, number)
+
+    def chain_checked(self, provider_id: str, served_chain_id: int | None) -> None:
+        """The chain id a provider answered (None: no answer, which changes nothing known)."""
+        if served_chain_id is None:
+            return
+        if served_chain_id == self.chain_id:
+            self.unverified.discard(provider_id)
+            if provider_id in self.wrong_chain:
+                self.wrong_chain.discard(provider_id)
+                self.events.publish(
+                    ev.PROVIDER_CHAIN_VERIFIED, profile=self.profile, chain=self.name, provider=provider_id
+                )
+            return
+        self.mark_wrong_chain(provider_id, served_chain_id)
+
+    def mark_wrong_chain(self, provider_id: str, served_chain_id: int | None) -> None:
+        """Keep a provider out: it answered as a node of another chain."""
+        self.unverified.discard(provider_id)
+        if provider_id in self.wrong_chain:
+            return
+        self.wrong_chain.add(provider_id)
+        self.heads.forget(provider_id)
+        self.events.publish(
+            ev.PROVIDER_CHAIN_MISMATCH,
+            profile=self.profile,
+            chain=self.name,
+            provider=provider_id,
+            expected=self.chain_id,
+            got=served_chain_id,
+        )
 
     def healthy_order(
         self, ranked: list[ProviderRuntime], transport: str, method: str, *, probe_first: bool = True
@@ -174,6 +219,12 @@ class ChainRuntime:
         other half-open ones, then open (an open breaker refuses the attempt; it is listed so the error
         can name it, and for the last resort when every breaker is open). Long-lived subscriptions make
         poor probes, so they ask for closed breakers first (`probe_first=False`)."""
+        if self.wrong_chain:
+            ranked = [p for p in ranked if p.id not in self.wrong_chain]
+        if self.unverified:
+            verified = [p for p in ranked if p.id not in self.unverified]
+            if verified:
+                ranked = verified
         lagging = self.heads.lagging
         if lagging and self.policy.lag_check and method in HEAD_SENSITIVE_METHODS:
             fresh = [p for p in ranked if p.id not in lagging]

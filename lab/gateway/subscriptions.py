@@ -292,8 +292,8 @@ class _Group:
             )
 
     def _candidates(self, avoid: ProviderRuntime | None) -> list[ProviderRuntime]:
-        if self.override is not None:
-            return [self.override]
+        if self.override is not None:  # pinned, but never to another chain
+            return [] if self.override.id in self.chain.wrong_chain else [self.override]
         ranked = rank(self.strategy, self.chain.ws_providers, "eth_subscribe", "ws", self.manager.rng)
         ordered = self.chain.healthy_order(ranked, "ws", "eth_subscribe", probe_first=False)
         if avoid is not None and avoid in ordered and len(ordered) > 1:
@@ -418,6 +418,9 @@ class _Group:
     async def _on_head(self, header: Any) -> None:
         number = jsonrpc.quantity(header.get("number") if isinstance(header, dict) else None)
         if number is None or self.provider is None:
+            return
+        if self.provider.id in self.chain.wrong_chain:  # its heads are another chain's: move away
+            await self._recover(ev.UPSTREAM_LOST, "wrong_chain")
             return
         self.chain.observe_head(self.provider.id, number)
         if self.kind == "logs":

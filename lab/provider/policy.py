@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 from lab.jsonrpc import INTERNAL_ERROR, LIMIT_EXCEEDED, SERVER_ERROR, ErrorObject, JsonRpcError
 from lab.provider import specs
+from lab.provider.chain import Chain
+from lab.provider.damage import AnswerDamage
 from lab.provider.methods import View, requested_block, requested_log_span
 
 
@@ -42,6 +44,8 @@ class Outcome:
     retry_after_s: float | None = None
     hold_s: float = 0.0
     label: str = "ok"
+    chain: Chain | None = None  # served from this chain instead of the node's own (wrong_chain)
+    damage: AnswerDamage | None = None  # the answer's result is damaged (corrupt)
 
 
 SERVE = Outcome()
@@ -249,12 +253,19 @@ class AllOfPolicy:
 
     def decide(self, call: Call) -> Outcome:
         delay, lag = 0.0, 0
+        chain: Chain | None = None
+        damage: AnswerDamage | None = None
         for part in self.parts:
             outcome = part.decide(call)
             delay += outcome.delay_s
             lag = max(lag, outcome.lag)
+            chain = chain or outcome.chain
+            damage = damage or outcome.damage
             if outcome.action is not Action.SERVE:
                 return _with(outcome, delay, lag)
+        if chain is not None or damage is not None:
+            label = "corrupt" if damage is not None else "wrong_chain"
+            return Outcome(delay_s=delay, lag=lag, chain=chain, damage=damage, label=label)
         return Outcome(delay_s=delay, lag=lag) if delay or lag else SERVE
 
 
@@ -262,6 +273,43 @@ def _with(outcome: Outcome, delay_s: float, lag: int) -> Outcome:
     if outcome.delay_s == delay_s and outcome.lag == lag:
         return outcome
     return dataclasses.replace(outcome, delay_s=delay_s, lag=lag)
+
+
+class WrongChainPolicy:
+    """Serve another chain: the node's chain with another id and its genesis moved by `head_offset`
+    blocks (so the other chain's head is that far from this one's, on the same block times)."""
+
+    def __init__(self, spec: specs.WrongChain) -> None:
+        self.spec = spec
+        self._outcome: Outcome | None = None
+        self._base: Chain | None = None
+
+    def decide(self, call: Call) -> Outcome:
+        base = call.view.chain
+        if self._outcome is None or self._base is not base:
+            other = Chain(
+                self.spec.chain_id,
+                base.genesis_time - self.spec.head_offset * base.block_time,
+                base.block_time,
+            )
+            self._base, self._outcome = base, Outcome(chain=other, label="wrong_chain")
+        return self._outcome
+
+
+class CorruptPolicy:
+    """Damage a seeded share of answers (never a probe: pushes and health stay intact)."""
+
+    def __init__(self, spec: specs.Corrupt, rng: random.Random) -> None:
+        self.rate, self.damage, self.rng = spec.rate, tuple(spec.damage), rng
+        self.methods = None if spec.methods is None else frozenset(spec.methods)
+
+    def decide(self, call: Call) -> Outcome:
+        if call.probe or (self.methods is not None and call.method not in self.methods):
+            return SERVE
+        if self.rng.random() >= self.rate:
+            return SERVE
+        damage = AnswerDamage(self.rng.choice(self.damage), self.rng.getrandbits(32))
+        return Outcome(damage=damage, label="corrupt")
 
 
 # --- compiling a spec --------------------------------------------------------------------------------
@@ -364,4 +412,6 @@ _COMPILERS: dict[type, Callable[[Any, int, Child], Policy]] = {
     specs.AllOf: lambda s, seed, child: AllOfPolicy(
         [child(b, "behaviors", i) for i, b in enumerate(s.behaviors)]
     ),
+    specs.WrongChain: lambda s, seed, child: WrongChainPolicy(s),
+    specs.Corrupt: lambda s, seed, child: CorruptPolicy(s, random.Random(seed)),
 }

@@ -63,8 +63,9 @@ class ProviderServer:
         self.healthy = self.policy is HEALTHY
         self.behavior_set_at = self.clock()
 
-    def view(self, now: float, lag: int = 0) -> View:
-        return View(self.chain, self.node, self.chain.head_at(now), lag)
+    def view(self, now: float, lag: int = 0, chain: Chain | None = None) -> View:
+        chain = chain or self.chain  # another chain's (wrong_chain)
+        return View(chain, self.node, chain.head_at(now), lag)
 
     def probe(self, method: str, now: float, transport: str) -> Outcome:
         """The node's state for `method` now, without consuming any behaviour state."""
@@ -91,13 +92,13 @@ class ProviderServer:
         stat_name = method or UNKNOWN_METHOD
         action = outcome.action
         if action is Action.SERVE:
-            view = self.view(now, outcome.lag)
+            view = self.view(now, outcome.lag, outcome.chain)
             if method in SLOW_METHODS:  # a wide eth_getLogs must not stall every other client
                 with self._in_flight():
                     response = await asyncio.to_thread(self._execute, request, method, view, session)
             else:
                 response = self._execute(request, method, view, session)
-            self.stats.record(stat_name, "error" if "error" in response else "ok", now)
+            self.stats.record(stat_name, _served_label(response, outcome), now)
         elif action is Action.HANG:
             self.stats.record(stat_name, outcome.label, now)  # the client may give up first: count it now
             await self._wait(outcome.hold_s)
@@ -214,8 +215,9 @@ class ProviderServer:
 
     def _heads(self, now: float) -> dict[str, int]:
         head = self.chain.head_at(now)
-        lag = self.probe("eth_blockNumber", now, "http").lag
-        return {"head": max(0, head - lag), "chain_head": head}
+        outcome = self.probe("eth_blockNumber", now, "http")
+        served_chain = outcome.chain or self.chain  # another chain's head when serving one (wrong_chain)
+        return {"head": max(0, served_chain.head_at(now) - outcome.lag), "chain_head": head}
 
     async def handle_health(self, request: web.Request) -> web.Response:
         now = self.clock()
@@ -296,6 +298,16 @@ class ProviderServer:
 
     async def _close_sessions(self, _app: web.Application) -> None:
         await asyncio.gather(*(session.close() for session in list(self.sessions)), return_exceptions=True)
+
+
+def _served_label(response: dict[str, Any], outcome: Outcome) -> str:
+    """The stats outcome of a served answer, damaging its result first when the behaviour says so."""
+    if "error" in response:
+        return "error"
+    if outcome.damage is not None:
+        response["result"], damaged = outcome.damage.apply(response["result"])
+        return "corrupt" if damaged else "ok"
+    return "wrong_chain" if outcome.chain is not None else "ok"
 
 
 def _drop(request: web.Request) -> None:

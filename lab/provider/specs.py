@@ -134,6 +134,38 @@ class NodeOutOfSync(_Spec):
     recovery_after_s: PositiveFloat | None = None
 
 
+# --- misbehaviours that make wrong answers possible (issue 10) ---------------------------------------
+
+MAX_CHAIN_ID = 2**63 - 37  # EIP-2294's bound
+Damage = Literal["malformed", "missing", "wrong_value"]
+DAMAGES: tuple[Damage, ...] = get_args(Damage)
+
+
+class WrongChain(_Spec):
+    """Serve another chain, as a misconfigured upstream does: its chain id (eth_chainId, net_version,
+    each transaction's chainId), its blocks, hashes, transactions, receipts and logs, and its head,
+    `head_offset` blocks away from this chain's (negative: behind), for requests and newHeads alike.
+    `chain_id` should differ from the provider's own (else only the head offset is wrong)."""
+
+    type: Literal["wrong_chain"] = "wrong_chain"
+    chain_id: Annotated[int, Field(ge=1, le=MAX_CHAIN_ID)] = 11_155_111  # Sepolia's
+    head_offset: int = 0
+
+
+class Corrupt(_Spec):
+    """Damage a `rate` share of answers (a seeded draw per request; batch entries each): one field of
+    the result, picked at random, gets a kind of `damage` drawn among those given. `malformed`: a hex
+    value made invalid (its last digit becomes `z`); `missing`: a field dropped (a scalar result
+    becomes null); `wrong_value`: a hex value's last digit changed (well formed but wrong: only a
+    cross-check finds it). `methods` limits it to those methods (default: all). Answers with nothing to
+    damage (false, [], null) and subscription pushes stay intact."""
+
+    type: Literal["corrupt"] = "corrupt"
+    rate: Probability = 0.1
+    damage: Annotated[list[Damage], Field(min_length=1)] = Field(default_factory=lambda: list(DAMAGES))
+    methods: Annotated[list[str], Field(min_length=1)] | None = None
+
+
 class Phase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -230,6 +262,8 @@ BehaviorSpec = (
     | MethodSpecific
     | ParamSensitive
     | AllOf
+    | WrongChain
+    | Corrupt
 )
 Behavior = Annotated[
     Annotated[BehaviorSpec, Field(discriminator="type")],

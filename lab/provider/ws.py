@@ -23,6 +23,7 @@ from lab.provider import params as p
 from lab.provider.policy import Action
 
 if TYPE_CHECKING:
+    from lab.provider.chain import Chain
     from lab.provider.server import ProviderServer
 
 log = logging.getLogger("lab.provider")
@@ -157,6 +158,7 @@ class HeadFeed:
         self.server = server
         self.last_head: int | None = None
         self.last_pushed: int | None = None
+        self.last_chain: Chain | None = None  # the chain last pushed from (another one under wrong_chain)
 
     def tick(self) -> None:
         server = self.server
@@ -172,15 +174,18 @@ class HeadFeed:
             return
         if outcome.action is not Action.SERVE:
             return
-        served = max(0, head - outcome.lag)
+        chain = outcome.chain or server.chain
+        if chain is not self.last_chain:  # switched chains: its own numbering from its current head
+            self.last_chain, self.last_pushed = chain, None
+        served = max(0, chain.head_at(now) - outcome.lag)
         first = served if self.last_pushed is None else self.last_pushed + 1
         for number in range(max(first, served - MAX_CATCHUP_BLOCKS + 1), served + 1):
-            self.publish(number)
+            self.publish(number, chain)
         if self.last_pushed is None or served > self.last_pushed:
             self.last_pushed = served
 
-    def publish(self, number: int) -> None:
-        chain, stats = self.server.chain, self.server.stats
+    def publish(self, number: int, chain: Chain | None = None) -> None:
+        chain, stats = chain or self.server.chain, self.server.stats
         for session in list(self.server.sessions):
             for sub in list(session.subscriptions.values()):
                 if sub.logs is None:

@@ -21,7 +21,17 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted(p for p in (ROOT / "toxics").glob("*.yml"))
 
 # Every resilience feature of the reference gateway turned off, as real gateways can be configured.
-WEAK_SETTINGS = {"retries": 0, "breaker": {"enabled": False}, "lag_check": False, "gap_filling": False}
+WEAK_SETTINGS = {
+    "retries": 0,
+    "breaker": {"enabled": False},
+    "lag_check": False,
+    "gap_filling": False,
+    "chain_id_check": False,
+    "answer_check": False,
+}
+# The scenarios of misbehaving providers that make wrong answers possible (issue 10): the reference
+# gateway keeps every wrong answer from its clients; the weak settings pass them on.
+WRONG_ANSWER_SCENARIOS = ("wrong-chain", "corrupt-answers")
 # The planted leak: 8 KiB kept per HTTP request; at the soak's ~70 req/s about 30 MB/min, thirty times
 # the scenario's memory-slope SLO (1 MB/min), and 45 MB in 90 s: far from any memory limit.
 LEAK_BYTES_PER_REQUEST = 8192
@@ -49,7 +59,11 @@ def run_scenario(scenario: Path, out: Path, *args: str) -> tuple[int, dict]:
     return proc.returncode, orjson.loads(summaries[0].read_bytes())
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize(
+    "scenario",
+    [p for p in SCENARIOS if p.stem not in WRONG_ANSWER_SCENARIOS],  # below, with more asked of them
+    ids=lambda p: p.stem,
+)
 def test_reference_gateway_meets_every_shipped_scenarios_slos(scenario: Path, tmp_path: Path) -> None:
     code, summary = run_scenario(scenario, record_dir(tmp_path, scenario.stem))
     failed = [c for c in summary["slo"]["checks"] if c["status"] != "pass"]
@@ -58,15 +72,39 @@ def test_reference_gateway_meets_every_shipped_scenarios_slos(scenario: Path, tm
 
 
 def test_weak_gateway_fails_the_combined_chaos(tmp_path: Path) -> None:
-    scenario = yaml.safe_load((ROOT / "toxics" / "production-chaos.yml").read_text())
-    scenario["name"] = "production-chaos-weak"
-    scenario["topology"].setdefault("gateway", {})["settings"] = WEAK_SETTINGS
-    weak = tmp_path / "production-chaos-weak.yml"
-    weak.write_text(yaml.safe_dump(scenario))
+    weak = weakened("production-chaos", tmp_path)
     code, summary = run_scenario(weak, record_dir(tmp_path, "production-chaos-weak"))
     assert code == 1 and not summary["slo"]["passed"], (
         "the lab could not tell a weak gateway from a strong one"
     )
+
+
+def weakened(name: str, tmp_path: Path) -> Path:
+    """The shipped scenario `name` against the reference gateway with WEAK_SETTINGS."""
+    scenario = yaml.safe_load((ROOT / "toxics" / f"{name}.yml").read_text())
+    scenario["name"] = f"{name}-weak"
+    scenario["topology"].setdefault("gateway", {})["settings"] = WEAK_SETTINGS
+    weak = tmp_path / f"{name}-weak.yml"
+    weak.write_text(yaml.safe_dump(scenario))
+    return weak
+
+
+@pytest.mark.parametrize("name", WRONG_ANSWER_SCENARIOS)
+def test_reference_gateway_keeps_every_wrong_answer_from_clients(name: str, tmp_path: Path) -> None:
+    """Not only no failed SLO: answers were checked, and none was wrong (a missing measurement fails)."""
+    code, summary = run_scenario(ROOT / "toxics" / f"{name}.yml", record_dir(tmp_path, name))
+    checks = {c["name"]: c for c in summary["slo"]["checks"]}
+    assert checks["wrong_answers"]["status"] == "pass" and checks["wrong_answers"]["actual"] == 0, checks
+    assert summary["correctness"]["checked"] > 0.5 * summary["requests"], summary["correctness"]
+    assert code == 0, [c for c in checks.values() if c["status"] != "pass"]
+
+
+@pytest.mark.parametrize("name", WRONG_ANSWER_SCENARIOS)
+def test_weak_gateway_passes_wrong_answers_on(name: str, tmp_path: Path) -> None:
+    code, summary = run_scenario(weakened(name, tmp_path), record_dir(tmp_path, f"{name}-weak"))
+    checks = {c["name"]: c for c in summary["slo"]["checks"]}
+    assert code == 1 and checks["wrong_answers"]["status"] == "fail", checks["wrong_answers"]
+    assert checks["wrong_answers"]["actual"] >= 10, "the misbehaviour is not unmistakable"
 
 
 def test_a_planted_leak_fails_the_soak_memory_slope(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import pytest
+from pydantic import ValidationError
 
 from lab.faults.actions import (
     ACTIONS,
@@ -130,3 +131,22 @@ def test_importing_the_actions_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_wrong_chain_and_corrupt_switch_the_provider_behaviour_with_a_valid_spec() -> None:
+    from lab.provider.specs import parse_behavior
+
+    recorder = Recorder()
+    recorder.apply(parse_action({"type": "wrong_chain", "chain_id": 5, "head_offset": 100}), "p1", name="w")
+    recorder.apply(parse_action({"type": "corrupt", "rate": 0.2, "damage": ["missing"]}), "p2")
+    recorder.apply(parse_action({"type": "corrupt", "methods": ["eth_getLogs"]}), "p3")
+    assert [call[1] for call in recorder.calls] == [
+        ("p1", {"type": "wrong_chain", "chain_id": 5, "head_offset": 100}),
+        ("p2", {"type": "corrupt", "rate": 0.2, "damage": ["missing"]}),
+        ("p3", {"type": "corrupt", "rate": 0.1, "damage": ["malformed", "missing", "wrong_value"],
+                "methods": ["eth_getLogs"]}),
+    ]  # fmt: skip
+    for _, (_, behavior), _ in recorder.calls:
+        parse_behavior(behavior)  # what the provider's control API will accept
+    with pytest.raises(ValidationError):
+        parse_action({"type": "corrupt", "rate": 2})

@@ -35,6 +35,8 @@ EXAMPLES: list[Any] = [
         "type": "all_of",
         "behaviors": [{"type": "latency", "ms": 20}, {"type": "intermittent_failures", "success_rate": 0.9}],
     },
+    {"type": "wrong_chain", "chain_id": 5, "head_offset": 1000},
+    {"type": "corrupt", "rate": 0.2, "damage": ["malformed", "missing"], "methods": ["eth_getLogs"]},
 ]
 
 

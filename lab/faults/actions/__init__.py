@@ -37,6 +37,7 @@ for _module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name !
 from lab.faults.actions.bandwidth import BandwidthAction  # noqa: E402
 from lab.faults.actions.behavior import BehaviorAction  # noqa: E402
 from lab.faults.actions.breaker_open import BreakerOpenAction  # noqa: E402
+from lab.faults.actions.corrupt import CorruptAction  # noqa: E402
 from lab.faults.actions.cut import CutAction  # noqa: E402
 from lab.faults.actions.flap import FlapAction  # noqa: E402
 from lab.faults.actions.kill import KillAction  # noqa: E402
@@ -52,6 +53,7 @@ from lab.faults.actions.slow_close import SlowCloseAction  # noqa: E402
 from lab.faults.actions.stop import StopAction  # noqa: E402
 from lab.faults.actions.timeout import TimeoutAction  # noqa: E402
 from lab.faults.actions.toxic import GenericToxicAction  # noqa: E402
+from lab.faults.actions.wrong_chain import WrongChainAction  # noqa: E402
 
 
 def any_action() -> Any:
@@ -100,6 +102,7 @@ __all__ = [
     "BehaviorAction",
     "BreakerOpenAction",
     "ContainerAction",
+    "CorruptAction",
     "CutAction",
     "FlapAction",
     "GenericToxicAction",
@@ -118,6 +121,7 @@ __all__ = [
     "TimeoutAction",
     "ToxicAction",
     "Transport",
+    "WrongChainAction",
     "action_type",
     "any_action",
     "describe_actions",
