@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import yaml
@@ -37,9 +37,12 @@ from pydantic import ValidationError
 from lab.faults.actions import ACTIONS, Action, ContainerAction, describe_actions, parse_action
 from lab.faults.control import ControlClient
 from lab.faults.injector import FaultInjector, UnknownTarget
-from lab.faults.journal import Fault, FaultEvent, FaultJournal
+from lab.faults.journal import Fault, FaultEvent, FaultJournal, fault_event
 from lab.faults.process import ContainerTarget
 from lab.faults.toxiproxy import ToxiproxyClient
+
+if TYPE_CHECKING:
+    from lab.webui.session import Sessions
 
 SOURCE = "webui"
 
@@ -140,16 +143,28 @@ class FaultAPI:
         self.providers = {p.id: p for p in providers}
         self.toxiproxy_url = toxiproxy_url
         self.record = record or (lambda event: None)
+        self.sessions: Sessions | None = None  # set: faults only while a session (a swarm) runs
         self.history: list[FaultEvent] = []
         self._names = itertools.count(1)
+        self._failures = itertools.count(1)
         self._lock = threading.Lock()
+        self._end_reason: str | None = None  # while lifting at a session's stop: why the faults ended
+        self._proxies_seen: tuple[float, dict[str, Any]] = (0.0, {})
         injector.journal.subscribe(self._recorded)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ, *, run_dir: Path | None = None) -> FaultAPI:
-        record = None
+    def from_env(
+        cls,
+        env: Mapping[str, str] = os.environ,
+        *,
+        run_dir: Path | None = None,
+        sessions: Sessions | None = None,
+    ) -> FaultAPI:
+        """The API from the environment; with `sessions`, faults are recorded in the running session's
+        run directory (and refused while none runs), else in `run_dir` (LAB_RUN_DIR)."""
+        record: Callable[[FaultEvent], None] | None = sessions.record if sessions is not None else None
         run_dir = run_dir or (Path(env["LAB_RUN_DIR"]) if env.get("LAB_RUN_DIR") else None)
-        if run_dir is not None:
+        if run_dir is not None and sessions is None:
             from lab.record import EventLog
 
             record = EventLog(run_dir, "faults").append
@@ -171,9 +186,13 @@ class FaultAPI:
             memory_total=containers.memory_total,
             journal=FaultJournal(id_prefix="webui-", source=SOURCE),
         )
-        return cls(injector=injector, providers=providers, toxiproxy_url=url, record=record)
+        api = cls(injector=injector, providers=providers, toxiproxy_url=url, record=record)
+        api.sessions = sessions
+        return api
 
     def _recorded(self, event: FaultEvent) -> None:
+        if event.get("event") == "end" and self._end_reason and not event.get("reason"):
+            event = {**event, "reason": self._end_reason}
         self.history.append(event)
         self.record(event)
 
@@ -184,6 +203,7 @@ class FaultAPI:
 
     def state(self) -> dict[str, Any]:
         now = time.time()
+        active = self.active_faults()
         containers = set(self.injector.containers)
         return {
             "providers": [
@@ -197,9 +217,69 @@ class FaultAPI:
             ],
             "gateway_container": "gateway" in containers,
             "toxiproxy": self.toxiproxy_url is not None,
-            "active": [_active(f, now) for f in self.injector.journal.active()],
+            "active": [_active(f, now) for f in active],
+            "cards": self.cards(active),
             "history": list(self.history[-50:]),
+            "session": self.session_state(),
         }
+
+    def session_state(self) -> dict[str, Any] | None:
+        if self.sessions is None:
+            return None
+        session = self.sessions.current or self.sessions.latest
+        if session is None:
+            return {"running": False, "run_id": None}
+        return {"running": session.running, "run_id": session.run_id, "started": session.manifest["started"]}
+
+    def cards(self, active: list[Fault]) -> dict[str, dict[str, Any]]:
+        """Each target's state: its toxics, cut, killed, paused (the faults active on it), and what
+        Toxiproxy itself holds for its proxies (the truth, should the two ever differ)."""
+        proxies = self._toxiproxy_proxies()
+        cards: dict[str, dict[str, Any]] = {}
+        for target in [*self.providers, "gateway"]:
+            mine = [f for f in active if f.target == target]
+            provider = self.providers.get(target)
+            held = {
+                name: proxies[name]
+                for name in (provider.proxies.values() if provider else ())
+                if name in proxies
+            }
+            cards[target] = {
+                "toxics": [_describe(f) for f in mine if "toxic" in f.params],
+                "cut": any(f.action == "cut" for f in mine) or any(not p["enabled"] for p in held.values()),
+                "killed": any(f.action == "kill" for f in mine),
+                "paused": any(f.action == "pause" for f in mine),
+                "stopped": any(f.action == "stop" for f in mine),
+                "other": [
+                    _describe(f)
+                    for f in mine
+                    if f.action not in ("cut", "kill", "pause", "stop") and "toxic" not in f.params
+                ],
+                "proxies": held,
+            }
+        return cards
+
+    def _toxiproxy_proxies(self) -> dict[str, Any]:
+        """Toxiproxy's proxies (enabled, toxic names and types), asked at most once a second."""
+        if self.toxiproxy_url is None:
+            return {}
+        seen, proxies = self._proxies_seen
+        if time.monotonic() - seen < 1.0:
+            return proxies
+        try:
+            proxies = {
+                name: {
+                    "enabled": p.enabled,
+                    "toxics": [f"{t.get('name')} ({t.get('type')})" for t in p.toxics],
+                }
+                for name, p in self.injector.toxiproxy.proxies().items()
+            }
+        except Exception as exc:  # the page shows what the lab knows; Toxiproxy's view is a bonus
+            proxies = {"error": str(exc)}
+            return {}
+        finally:
+            self._proxies_seen = (time.monotonic(), proxies)
+        return proxies
 
     # --- applying --------------------------------------------------------------------------------------
     def apply(self, target: str, action: str, params: Mapping[str, Any]) -> str:
@@ -211,13 +291,36 @@ class FaultAPI:
             raise FaultRequestError(f"{parsed.type} applies to {where}")
         if isinstance(parsed, ContainerAction) and target not in self.injector.containers:
             raise FaultRequestError(f"no container known for {target!r} (LAB_CONTAINERS)")
+        if self.sessions is not None and self.sessions.current is None:
+            raise FaultRequestError(
+                "no session: start a swarm first (a session, from start to stop, is a run: its faults are "
+                "recorded with its requests)"
+            )
         with self._lock:
             name = f"{SOURCE}-{next(self._names)}"
+        attempted = time.time()
         try:
             fault = self.injector.apply(parsed, target, name=name)
         except UnknownTarget as exc:
             hint = "" if self.toxiproxy_url else " (no Toxiproxy configured: LAB_TOXIPROXY_URL)"
             raise FaultRequestError(f"{exc}{hint}") from None
+        except Exception as exc:  # attempted and failed: recorded as failed, then told to the page
+            with self._lock:
+                failure_id = f"{SOURCE}-failed-{next(self._failures)}"
+            self._recorded(
+                fault_event(
+                    "failed",
+                    fault_id=failure_id,
+                    name=name,
+                    action=parsed.type,
+                    target=target,
+                    ts=attempted,
+                    params=parsed.params(),
+                    source=SOURCE,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
+            raise
         return fault.fault_id
 
     def _parse(self, data: dict[str, Any]) -> Action:
@@ -237,14 +340,31 @@ class FaultAPI:
                 )
             ) from None
 
+    def active_faults(self) -> list[Fault]:
+        return self.injector.journal.active()
+
     def lift(self, fault_id: str) -> None:
-        fault = next((f for f in self.injector.journal.active() if f.fault_id == fault_id), None)
+        fault = next((f for f in self.active_faults() if f.fault_id == fault_id), None)
         if fault is None:
             raise FaultRequestError(f"no active fault {fault_id!r}")
         fault.lift()  # a lift that fails raises and leaves the fault active, to be lifted again
 
-    def lift_all(self) -> list[str]:
-        return self.injector.lift_all()
+    def lift_all(self, *, reason: str | None = None) -> list[str]:
+        """Lift every active fault; `reason` goes into their end events (e.g. the session stopped)."""
+        self._end_reason = reason
+        try:
+            return self.injector.lift_all()
+        finally:
+            self._end_reason = None
+
+
+def _describe(fault: Fault) -> str:
+    shown = {
+        k: v
+        for k, v in fault.params.items()
+        if k not in ("toxic", "proxies", "before", "planned_start", "planned_end", "applied")
+    }
+    return f"{fault.action} {orjson.dumps(shown).decode()}" if shown else fault.action
 
 
 def _active(fault: Fault, now: float) -> dict[str, Any]:
