@@ -32,7 +32,7 @@ STOP_REASON = "the session ended (the swarm stopped)"
 log = logging.getLogger(__name__)
 LINK_ID = "lab-faults-link"
 LINK = (
-    f'<a id="{LINK_ID}" href="{PAGE_PATH}" style="position:fixed;top:.6rem;right:11rem;z-index:2000;'
+    f'<a id="{LINK_ID}" href="{PAGE_PATH}" style="position:fixed;bottom:.8rem;left:1rem;z-index:2000;'
     "padding:.25rem .7rem;border-radius:5px;background:#b00020;color:#fff;font:600 14px system-ui,sans-serif;"
     'text-decoration:none">Faults ↗</a>'
 )

@@ -119,7 +119,8 @@ class Session:
     def add_requests(self, ts_s: np.ndarray, latency_ms: np.ndarray, ok: np.ndarray) -> None:
         if not len(ts_s):
             return
-        seconds = np.floor(ts_s).astype(np.int64)
+        started = float(self.manifest["started"])
+        seconds = np.floor(ts_s - started).astype(np.int64)  # bins from the session's start
         with self._lock:
             for second in np.unique(seconds):
                 inside = seconds == second
@@ -143,7 +144,7 @@ class Session:
                 p50, p95 = (
                     (float(v) for v in np.percentile(b.latencies, [50, 95])) if b.latencies else (None, None)
                 )
-                rows.append([round(second - started, 3), b.requests, b.errors, p50, p95])
+                rows.append([second, b.requests, b.errors, p50, p95])
             windows = [
                 {
                     **w,
@@ -198,7 +199,17 @@ class Sessions:
                 self.current.save(load=self._load(), load_changes=changes)
 
     def _load(self, runner: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        return {**(runner or {}), "form": dict(self.form), "settings": self.settings}
+        """The load set in the UI: users and spawn rate (Locust's, else the form's), the form as sent,
+        and the traffic's settings from the environment (the method mix, subscribers, timeout)."""
+        runner = dict(runner or {})
+        form = dict(self.form)
+        for key, field_name, kind in (("users", "user_count", int), ("spawn_rate", "spawn_rate", float)):
+            if runner.get(key) is None and form.get(field_name) not in (None, ""):
+                with contextlib.suppress(ValueError):
+                    runner[key] = kind(form[field_name])
+        if runner.get("host") is None and form.get("host"):
+            runner["host"] = form["host"]
+        return {**runner, "form": form, "settings": self.settings}
 
     def start(self, runner: Mapping[str, Any] | None = None) -> Session:
         """A new session (a swarm started): ends a running one first, files the inbox's tail."""
@@ -400,10 +411,15 @@ def runner_load(environment: Any) -> dict[str, Any]:
 
 
 def settings_from(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
-    """The load's settings from the environment (LAB_LOAD, LAB_LOAD_*: the mix, subscribers, ...)."""
+    """The traffic's settings from the environment (LAB_LOAD_*: the mix, subscribers, timeout, ...).
+    Without LAB_LOAD, users, spawn rate and duration are the web UI's: their defaults are left out."""
     from lab.load.settings import SettingsError, settings_from_env
 
     try:
-        return dict(orjson.loads(settings_from_env(env).load.model_dump_json()))
+        settings = dict(orjson.loads(settings_from_env(env).load.model_dump_json()))
     except SettingsError as exc:
         return {"error": str(exc)}
+    if not env.get("LAB_LOAD"):
+        for key in ("users", "spawn_rate", "duration"):
+            settings.pop(key, None)
+    return settings
