@@ -1,0 +1,149 @@
+"""Sessions of the web UI: each swarm start → stop is a run directory of its own, complete for a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from lab.faults.journal import fault_event
+from lab.record import TableWriter, iter_events, read_table
+from lab.webui.faults import FaultAPI
+from lab.webui.session import Sessions
+
+
+class Clock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def write_requests(inbox: Path, worker: str, rows: list[tuple[float, bool, float]], seq: int = 1) -> None:
+    """A worker's closed part in the inbox: (ts, ok, latency ms) rows."""
+    writer = TableWriter(inbox, "requests", writer_id=worker, autoflush=False)
+    writer._seq = seq - 1
+    for ts, ok, latency in rows:
+        writer.append({"ts": ts, "method": "eth_blockNumber", "ok": ok, "latency_ms": latency,
+                       "error_class": None if ok else "connection", "transport": "http"})  # fmt: skip
+    writer.close()
+
+
+def event(kind: str, fault_id: str, ts: float, action: str = "latency") -> dict:
+    return fault_event(kind, fault_id=fault_id, name=fault_id, action=action, target="p1", ts=ts, params={})
+
+
+def test_each_start_to_stop_is_a_run_with_its_own_record(tmp_path: Path) -> None:
+    inbox, clock = tmp_path / "reports" / "compose", Clock()
+    sessions = Sessions(inbox, clock=clock, settings={"methods": {"eth_blockNumber": 1.0}})
+    sessions.note_form({"user_count": "20", "spawn_rate": "5", "host": "http://gateway:4000"})
+    first = sessions.start({"users": 20, "spawn_rate": None, "host": "http://gateway:4000"})
+    t0 = clock.now
+    write_requests(inbox, "w1", [(t0 + 0.2, True, 10.0), (t0 + 0.7, True, 30.0), (t0 + 1.5, False, 5.0)])
+    sessions.record(event("start", "webui-1", t0 + 1.0))
+    assert sessions.file_parts() == 1 and not list((inbox / "requests").glob("part-*"))
+    sessions.record(event("end", "webui-1", t0 + 3.0))
+    live = first.live(t0 + 4)
+    assert live["rows"] == [[0, 2, 0, 20.0, 29.0], [1, 1, 1, None, None]]
+    assert live["faults"] == [
+        {
+            "fault_id": "webui-1",
+            "action": "latency",
+            "target": "p1",
+            "start": 1.0,
+            "end": 3.0,
+            "failed": False,
+        },
+    ]
+    write_requests(inbox, "w1", [(t0 + 4.0, True, 12.0)], seq=2)  # the last part, closed after the stop
+    clock.now += 5
+    sessions.stop()
+    sessions.file_parts()
+
+    clock.now += 60
+    second = sessions.start({"users": 3})
+    write_requests(inbox, "w1", [(clock.now + 0.5, True, 8.0)], seq=3)
+    sessions.record(event("start", "webui-2", clock.now + 1))
+    clock.now += 2
+    sessions.stop()
+
+    assert first.path != second.path and first.path.parent == second.path.parent == inbox.parent
+    manifest = orjson.loads((first.path / "manifest.json").read_bytes())
+    assert manifest["started"] == t0 and manifest["ended"] == t0 + 5 and manifest["outcome"] == "stopped"
+    assert manifest["load"]["users"] == 20 and manifest["load"]["spawn_rate"] == 5.0  # the form's
+    assert manifest["load"]["form"]["host"] == "http://gateway:4000"
+    assert manifest["load"]["settings"] == {"methods": {"eth_blockNumber": 1.0}}
+    assert len(read_table(first.path, "requests")) == 4 and len(read_table(second.path, "requests")) == 1
+    assert [e["fault_id"] for e in iter_events(first.path, "faults")] == ["webui-1", "webui-1"]
+    assert [e["fault_id"] for e in iter_events(second.path, "faults")] == ["webui-2"]
+
+
+def test_a_part_of_the_same_name_is_never_replaced(tmp_path: Path) -> None:
+    inbox = tmp_path / "compose"
+    sessions = Sessions(inbox, clock=Clock())
+    session = sessions.start()
+    write_requests(inbox, "w1", [(1_800_000_000.5, True, 1.0)])
+    sessions.file_parts()
+    write_requests(inbox, "w1", [(1_800_000_001.5, True, 1.0)])  # a restarted worker reuses its writer id
+    sessions.file_parts()
+    assert len(list((session.path / "requests").glob("part-*.parquet"))) == 2
+    assert len(read_table(session.path, "requests")) == 2
+
+
+def test_a_session_left_running_by_a_dead_master_is_closed_by_the_next(tmp_path: Path) -> None:
+    inbox, clock = tmp_path / "compose", Clock()
+    before = Sessions(inbox, clock=clock)
+    session = before.start()
+    t0 = clock.now
+    before.record(event("start", "webui-1", t0 + 1, action="cut"))
+    write_requests(inbox, "w1", [(t0 + 7.5, True, 1.0)])  # recorded, not yet filed when the master died
+
+    after = Sessions(inbox, clock=Clock(t0 + 100))
+    left = after.recover()
+    assert [e["fault_id"] for e in left] == ["webui-1"]
+    manifest = orjson.loads((session.path / "manifest.json").read_bytes())
+    assert manifest["outcome"] == "interrupted" and manifest["ended"] == pytest.approx(t0 + 7.5)
+    end = list(iter_events(session.path, "faults"))[-1]
+    assert end["event"] == "end" and end["ts"] == manifest["ended"] and "master stopped" in end["reason"]
+    assert len(read_table(session.path, "requests")) == 1
+    assert after.latest is not None and not after.latest.running
+
+
+def test_parts_recorded_before_any_session_belong_to_none(tmp_path: Path) -> None:
+    inbox = tmp_path / "compose"
+    write_requests(inbox, "old", [(1_700_000_000.0, True, 1.0)])
+    sessions = Sessions(inbox, clock=Clock())
+    assert sessions.recover() == []
+    session = sessions.start()
+    sessions.file_parts()
+    assert len(read_table(session.path, "requests")) == 0
+    assert len(list((inbox / "requests").glob("part-*"))) == 1
+
+
+def test_the_fault_api_records_into_sessions_only_and_failures_as_failed(tmp_path: Path) -> None:
+    from lab.webui import build_report
+    from lab.webui.faults import FaultRequestError
+
+    clock = Clock()
+    sessions = Sessions(tmp_path / "compose", clock=clock)
+    env = {"LAB_TOXIPROXY_URL": "http://127.0.0.1:9", "LAB_PROVIDERS": "p1=p1_http,p1_ws,"}
+    api = FaultAPI.from_env(env, sessions=sessions)
+    with pytest.raises(FaultRequestError, match="start a swarm first"):
+        api.apply("p1", "cut", {})
+    session = sessions.start()
+    write_requests(tmp_path / "compose", "w1", [(clock.now + 0.5, True, 3.0), (clock.now + 1.5, True, 4.0)])
+    with pytest.raises(Exception, match=r"ConnectionError|Connection refused|Max retries"):
+        api.apply("p1", "cut", {})  # Toxiproxy unreachable: attempted and failed
+    clock.now += 2
+    sessions.stop()
+    (failed,) = iter_events(session.path, "faults")
+    assert (failed["event"], failed["fault_id"], failed["action"]) == ("failed", "webui-failed-1", "cut")
+    assert "error" in failed and failed["source"] == "webui"
+
+    answer = build_report(sessions)  # what the Report button does: `lab report` in a process of its own
+    assert answer["url"] == f"/lab/faults/sessions/{session.run_id}/report.html"
+    summary = orjson.loads((session.path / "summary.json").read_bytes())
+    assert not [w for w in summary["warnings"] if "killed run" in w or "no end time" in w]
+    assert summary["faults"] == [] and summary["failed_faults"][0]["fault_id"] == "webui-failed-1"
