@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.webui.faults import FaultAPI, FaultRequestError
+from lab.webui.play import Player, scenarios_dir
 from lab.webui.session import Sessions, runner_load, settings_from
 
 __all__ = ["FaultAPI", "install_faults_tab"]
@@ -51,6 +52,7 @@ def install_faults_tab(web_ui: Any, *, run_dir: Path | None = None, api: FaultAP
     package = resources.files(__package__)
     page = package.joinpath("faults.html").read_text(encoding="utf-8")
     if sessions is not None and environment is not None:
+        api.player = Player(api, sessions, scenarios_dir())
         _run_sessions(api, sessions, environment)
 
     def answer(fn: Any) -> Any:
@@ -105,6 +107,28 @@ def install_faults_tab(web_ui: Any, *, run_dir: Path | None = None, api: FaultAP
         from flask import send_from_directory
 
         return send_from_directory(str(package.joinpath("static")), name)
+
+    @app.route(f"{PAGE_PATH}/api/scenarios")
+    @guard
+    def lab_faults_scenarios() -> Any:
+        return jsonify(api.player.scenarios() if api.player is not None else [])
+
+    @app.route(f"{PAGE_PATH}/api/play", methods=["POST"])
+    @guard
+    def lab_faults_play() -> Any:
+        body = request.get_json(silent=True) or {}
+
+        def play() -> dict[str, Any]:
+            if api.player is None:
+                raise FaultRequestError("scenarios are played in a session of the web UI (LAB_RUN_DIR)")
+            return api.player.play(str(body.get("file")))
+
+        return answer(play)
+
+    @app.route(f"{PAGE_PATH}/api/play/stop", methods=["POST"])
+    @guard
+    def lab_faults_play_stop() -> Any:
+        return answer(lambda: api.player.stop() if api.player is not None else None)
 
     @app.route(f"{PAGE_PATH}/api/live")
     @guard

@@ -42,6 +42,7 @@ from lab.faults.process import ContainerTarget
 from lab.faults.toxiproxy import ToxiproxyClient
 
 if TYPE_CHECKING:
+    from lab.webui.play import Player
     from lab.webui.session import Sessions
 
 SOURCE = "webui"
@@ -144,6 +145,7 @@ class FaultAPI:
         self.toxiproxy_url = toxiproxy_url
         self.record = record or (lambda event: None)
         self.sessions: Sessions | None = None  # set: faults only while a session (a swarm) runs
+        self.player: Player | None = None  # plays a scenario's timeline beside the swarm
         self.history: list[FaultEvent] = []
         self._names = itertools.count(1)
         self._failures = itertools.count(1)
@@ -221,6 +223,8 @@ class FaultAPI:
             "cards": self.cards(active),
             "history": list(self.history[-50:]),
             "session": self.session_state(),
+            "playing": self.player.state() if self.player is not None else None,
+            "scenarios": self.player is not None,
         }
 
     def session_state(self) -> dict[str, Any] | None:
@@ -341,16 +345,26 @@ class FaultAPI:
             ) from None
 
     def active_faults(self) -> list[Fault]:
-        return self.injector.journal.active()
+        """The faults applied by hand and by a played scenario, still active."""
+        played = self.player.active() if self.player is not None else []
+        return [*self.injector.journal.active(), *played]
 
     def lift(self, fault_id: str) -> None:
-        fault = next((f for f in self.active_faults() if f.fault_id == fault_id), None)
+        fault = next((f for f in self.injector.journal.active() if f.fault_id == fault_id), None)
+        if (
+            fault is None
+            and self.player is not None
+            and fault_id in {f.fault_id for f in self.player.active()}
+        ):
+            raise FaultRequestError(f"{fault_id} belongs to a played scenario: stop the play to lift it")
         if fault is None:
             raise FaultRequestError(f"no active fault {fault_id!r}")
         fault.lift()  # a lift that fails raises and leaves the fault active, to be lifted again
 
     def lift_all(self, *, reason: str | None = None) -> list[str]:
         """Lift every active fault; `reason` goes into their end events (e.g. the session stopped)."""
+        if self.player is not None:
+            self.player.stop()  # its faults end with the nemesis' own end events
         self._end_reason = reason
         try:
             return self.injector.lift_all()
