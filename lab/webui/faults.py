@@ -206,6 +206,7 @@ class FaultAPI:
     def state(self) -> dict[str, Any]:
         now = time.time()
         active = self.active_faults()
+        manual = {f.fault_id for f in self.injector.journal.active()}
         containers = set(self.injector.containers)
         return {
             "providers": [
@@ -219,7 +220,7 @@ class FaultAPI:
             ],
             "gateway_container": "gateway" in containers,
             "toxiproxy": self.toxiproxy_url is not None,
-            "active": [_active(f, now) for f in active],
+            "active": [_active(f, now, played=f.fault_id not in manual) for f in active],
             "cards": self.cards(active),
             "history": list(self.history[-50:]),
             "session": self.session_state(),
@@ -381,9 +382,11 @@ def _describe(fault: Fault) -> str:
     return f"{fault.action} {orjson.dumps(shown).decode()}" if shown else fault.action
 
 
-def _active(fault: Fault, now: float) -> dict[str, Any]:
+def _active(fault: Fault, now: float, *, played: bool = False) -> dict[str, Any]:
+    """A fault as the page lists it; a played one under its id in the record (the nemesis' name for it)."""
     return {
-        "fault_id": fault.fault_id,
+        "fault_id": fault.name if played else fault.fault_id,
+        "played": played,
         "action": fault.action,
         "target": fault.target,
         "params": fault.params,

@@ -5,8 +5,9 @@ validation and wording), and the lab's nemesis runs the plan from now on against
 writing its start/end/failed events into the running session's `faults.jsonl` (source `webui-play`) and
 the plan into the session's manifest (`played`). Only the fault timeline is played: the scenario's load and
 its providers' start-up behaviours are the compose lab's own. Fault ids get the play's prefix (`play1-`),
-so they stay unique within the session however often a scenario is played. Stopping the swarm (or "lift
-all") stops the play and lifts what it applied.
+so they stay unique within the session however often a scenario is played; the scenario's providers
+stand for the lab's in their order (primary → p1, ...), the mapping recorded with the plan. Stopping the
+swarm (or "lift all") stops the play and lifts what it applied.
 
 Scenarios come from LAB_SCENARIOS_DIR (the compose lab mounts the repository's toxics/ there), else the
 repository's toxics/ beside the package in a source checkout.
@@ -94,12 +95,18 @@ class Player:
             plan = plan_timeline(scenario)
         except (ScenarioError, ValueError) as exc:
             raise self._request_error(str(exc)) from None
-        known_targets = {*self.api.providers, "gateway"}
-        strangers = sorted({f.target for f in plan.faults} - known_targets)
+        # The scenario's providers stand for this lab's in their order (primary → p1, ...).
+        ours = list(self.api.providers)
+        theirs = [p.id for p in scenario.topology.providers]
+        mapping = {"gateway": "gateway", **dict(zip(theirs, ours, strict=False))}
+        if set(theirs) <= set(ours):
+            mapping = {"gateway": "gateway", **{p: p for p in theirs}}
+        strangers = sorted({f.target for f in plan.faults} - set(mapping))
         if strangers:
             raise self._request_error(
-                f"{file}: its faults target {', '.join(strangers)}, which this lab does not have "
-                f"(targets: {', '.join(sorted(known_targets))})"
+                f"{file}: its faults target {', '.join(strangers)}; this lab has {len(ours)} providers "
+                f"({', '.join(ours)}), standing for the scenario's first {len(ours)} "
+                f"({', '.join(theirs[: len(ours)])})"
             )
         with self._lock:
             if self.nemesis is not None and not self.nemesis.done:
@@ -109,7 +116,10 @@ class Player:
             play_id = f"play{next(self._plays)}"
             plan = Plan(
                 duration=plan.duration,
-                faults=tuple(dataclasses.replace(f, fault_id=f"{play_id}-{f.fault_id}") for f in plan.faults),
+                faults=tuple(
+                    dataclasses.replace(f, fault_id=f"{play_id}-{f.fault_id}", target=mapping[f.target])
+                    for f in plan.faults
+                ),
                 skipped=plan.skipped,
             )
             started = time.time()
@@ -121,6 +131,7 @@ class Player:
                 "offset_s": round(started - float(session.manifest["started"]), 3),
                 "duration": plan.duration,
                 "plan": plan_rows(plan),
+                "providers": {theirs_id: mapping[theirs_id] for theirs_id in theirs if theirs_id in mapping},
                 "note": "only the fault timeline is played: the load and the providers are the lab's own",
             }
             session.save(played=[*session.manifest.get("played", []), self.playing])
