@@ -355,7 +355,7 @@ class FaultAPI:
         if (
             fault is None
             and self.player is not None
-            and fault_id in {f.fault_id for f in self.player.active()}
+            and fault_id in {f.name for f in self.player.active()}
         ):
             raise FaultRequestError(f"{fault_id} belongs to a played scenario: stop the play to lift it")
         if fault is None:

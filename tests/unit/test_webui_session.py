@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import orjson
@@ -11,6 +14,7 @@ from lab.faults.journal import fault_event
 from lab.record import TableWriter, iter_events, read_table
 from lab.webui.faults import FaultAPI
 from lab.webui.session import Sessions
+from tests.unit.test_load_webui import FakeLab
 
 
 class Clock:
@@ -19,6 +23,17 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+@pytest.fixture
+def fake_toxiproxy() -> Iterator[str]:
+    FakeLab.calls = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeLab)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
 
 
 def write_requests(inbox: Path, worker: str, rows: list[tuple[float, bool, float]], seq: int = 1) -> None:
@@ -147,3 +162,61 @@ def test_the_fault_api_records_into_sessions_only_and_failures_as_failed(tmp_pat
     summary = orjson.loads((session.path / "summary.json").read_bytes())
     assert not [w for w in summary["warnings"] if "killed run" in w or "no end time" in w]
     assert summary["faults"] == [] and summary["failed_faults"][0]["fault_id"] == "webui-failed-1"
+
+
+SCENARIO = """\
+name: tiny
+description: one latency fault on the primary, from the start
+topology:
+  providers: [{id: primary}, {id: secondary}]
+load: {users: 1, duration: 60s}
+faults:
+  - {id: slow, start: 0s, duration: 50s, target: primary, action: {type: latency, latency: 100ms}}
+"""
+
+
+def test_a_played_scenario_runs_beside_the_session_and_is_recorded_like_a_runs(
+    fake_toxiproxy: str, tmp_path: Path
+) -> None:
+    from lab.eventually import wait_for_value
+    from lab.webui.faults import FaultRequestError
+    from lab.webui.play import Player
+
+    scenarios = tmp_path / "toxics"
+    scenarios.mkdir()
+    (scenarios / "tiny.yml").write_text(SCENARIO)
+    (scenarios / "wide.yml").write_text(SCENARIO.replace("target: primary", "target: secondary"))
+    (scenarios / "broken.yml").write_text("name: broken\n")
+    sessions = Sessions(tmp_path / "compose", clock=Clock())
+    api = FaultAPI.from_env(
+        {"LAB_TOXIPROXY_URL": fake_toxiproxy, "LAB_PROVIDERS": "alpha=alpha_http,alpha_ws,"},
+        sessions=sessions,
+    )
+    api.player = Player(api, sessions, scenarios)
+    listed = {s["file"]: s for s in api.player.scenarios()}
+    assert listed["tiny.yml"]["faults"] == 1 and "error" in listed["broken.yml"]
+    with pytest.raises(FaultRequestError, match="start a swarm first"):
+        api.player.play("tiny.yml")
+    session = sessions.start()
+    with pytest.raises(FaultRequestError, match="its faults target secondary; this lab has 1 providers"):
+        api.player.play("wide.yml")
+    with pytest.raises(FaultRequestError, match=r"no shipped scenario '\.\./tiny\.yml'"):
+        api.player.play("../tiny.yml")
+
+    assert api.player.play("tiny.yml") == {"play_id": "play1", "faults": 1, "duration": 60.0}
+    active = wait_for_value(lambda: api.state()["active"], bool, timeout=10)
+    assert [(f["fault_id"], f["target"], f["played"]) for f in active] == [("play1-slow#0", "alpha", True)]
+    (toxic,) = api.state()["cards"]["alpha"]["toxics"]
+    assert toxic.startswith("latency {") and '"latency":100,' in toxic
+    with pytest.raises(FaultRequestError, match="belongs to a played scenario"):
+        api.lift("play1-slow#0")
+    assert api.lift_all() == []
+    sessions.stop()
+    events = list(iter_events(session.path, "faults"))
+    assert [(e["event"], e["fault_id"], e["source"]) for e in events] == [
+        ("start", "play1-slow#0", "webui-play"), ("end", "play1-slow#0", "webui-play"),
+    ]  # fmt: skip
+    played = orjson.loads((session.path / "manifest.json").read_bytes())["played"]
+    assert (
+        played[0]["providers"] == {"primary": "alpha"} and played[0]["plan"][0]["fault_id"] == "play1-slow#0"
+    )
