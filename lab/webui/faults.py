@@ -225,7 +225,7 @@ class FaultAPI:
             "history": list(self.history[-50:]),
             "session": self.session_state(),
             "playing": self.player.state() if self.player is not None else None,
-            "scenarios": self.player is not None,
+            "scenarios": self.player is not None and self.player.directory is not None,
         }
 
     def session_state(self) -> dict[str, Any] | None:
@@ -352,11 +352,7 @@ class FaultAPI:
 
     def lift(self, fault_id: str) -> None:
         fault = next((f for f in self.injector.journal.active() if f.fault_id == fault_id), None)
-        if (
-            fault is None
-            and self.player is not None
-            and fault_id in {f.name for f in self.player.active()}
-        ):
+        if fault is None and self.player is not None and fault_id in {f.name for f in self.player.active()}:
             raise FaultRequestError(f"{fault_id} belongs to a played scenario: stop the play to lift it")
         if fault is None:
             raise FaultRequestError(f"no active fault {fault_id!r}")

@@ -137,9 +137,13 @@ class Session:
         """Per-second figures and the fault windows, in seconds from the session's start."""
         started = float(self.manifest["started"])
         ended = self.manifest.get("ended")
+        # While running, the last second or two are still arriving (parts close about once a second).
+        complete = math.floor(now - started) - 2 if ended is None else None
         with self._lock:
             rows = []
             for second in sorted(self.bins):
+                if complete is not None and second > complete:
+                    break
                 b = self.bins[second]
                 p50, p95 = (
                     (float(v) for v in np.percentile(b.latencies, [50, 95])) if b.latencies else (None, None)

@@ -37,10 +37,10 @@ BROWSER_ARGUMENTS = (
 _OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def get_json(url: str, body: Any = None, method: str | None = None) -> Any:
+def get_json(url: str, body: Any = None, method: str | None = None, timeout: float = 10.0) -> Any:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    with _OPENER.open(req, timeout=10) as response:
+    with _OPENER.open(req, timeout=timeout) as response:
         text = response.read()
     return json.loads(text) if text else None
 
@@ -179,6 +179,7 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     browser.save_screenshot(str(shots / "1-locust-started.png"))
     browser.find_element(By.ID, "lab-faults-link").click()
     until("the session", lambda: "(running)" in browser.find_element(By.ID, "session-state").text)
+    until("the users running", lambda: get_json(f"{ui}/stats/requests")["user_count"] >= 8)
     run_id = browser.find_element(By.ID, "session-id").text
 
     def apply(target: str, action: str, fields: dict[str, str] | None = None) -> str:
@@ -241,14 +242,14 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
 
     # 5. the session's report, so far
     browser.find_element(By.ID, "report").click()
-    link = until("the report's link", lambda: browser.find_element(By.ID, "report-url"), timeout=180)
+    link = until("the report's link", lambda: browser.find_element(By.ID, "report-url"), timeout=300)
     browser.save_screenshot(str(shots / "3-report-built.png"))
     browser.get(link.get_attribute("href"))
     assert run_id in browser.page_source and latency in browser.page_source
     browser.save_screenshot(str(shots / "4-report.png"))
 
     # the record: stop the swarm, the session ends; ids unique, every start has its end
-    _OPENER.open(urllib.request.Request(f"{ui}/stop", method="POST"), timeout=10).close()
+    _OPENER.open(urllib.request.Request(f"{ui}/stop", method="POST"), timeout=120).close()
     session = f"{ui}/lab/faults/sessions/{run_id}"
     manifest = until("the session's end", lambda: (m := get_json(f"{session}/manifest.json"))["ended"] and m)
     assert manifest["outcome"] == "stopped" and manifest["load"]["form"]["user_count"] == "8"
@@ -257,7 +258,7 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     assert sorted((e["fault_id"], e["event"]) for e in events) == sorted(
         (f, kind) for f in (latency, cut, killed) for kind in ("start", "end")
     )
-    assert get_json(f"{ui}/lab/faults/api/report", {}, method="POST")["ok"]
+    assert get_json(f"{ui}/lab/faults/api/report", {}, method="POST", timeout=300)["ok"]
     summary = get_json(f"{session}/summary.json")
     assert not [w for w in summary["warnings"] if "no end time" in w or "no end event" in w], summary[
         "warnings"
