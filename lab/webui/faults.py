@@ -369,13 +369,17 @@ class FaultAPI:
             self._end_reason = None
 
 
+_UNSHOWN = ("type", "toxic", "proxies", "before", "planned_start", "planned_end", "applied")
+
+
 def _describe(fault: Fault) -> str:
-    shown = {
-        k: v
+    """A fault in a few words for its card: `latency (latency 300, jitter 0, stream downstream, ...)`."""
+    shown = [
+        f"{k} {v if isinstance(v, str | int | float) else orjson.dumps(v).decode()}"
         for k, v in fault.params.items()
-        if k not in ("toxic", "proxies", "before", "planned_start", "planned_end", "applied")
-    }
-    return f"{fault.action} {orjson.dumps(shown).decode()}" if shown else fault.action
+        if k not in _UNSHOWN
+    ]
+    return f"{fault.action} ({', '.join(shown)})" if shown else fault.action
 
 
 def _active(fault: Fault, now: float, *, played: bool = False) -> dict[str, Any]:

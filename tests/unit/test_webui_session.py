@@ -207,7 +207,7 @@ def test_a_played_scenario_runs_beside_the_session_and_is_recorded_like_a_runs(
     active = wait_for_value(lambda: api.state()["active"], bool, timeout=10)
     assert [(f["fault_id"], f["target"], f["played"]) for f in active] == [("play1-slow#0", "alpha", True)]
     (toxic,) = api.state()["cards"]["alpha"]["toxics"]
-    assert toxic.startswith("latency {") and '"latency":100,' in toxic
+    assert toxic.startswith("latency (") and "latency 100," in toxic and "toxic " not in toxic
     with pytest.raises(FaultRequestError, match="belongs to a played scenario"):
         api.lift("play1-slow#0")
     assert api.lift_all() == []
