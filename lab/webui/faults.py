@@ -12,7 +12,9 @@ container (which reaches Toxiproxy and the providers by their network aliases):
                        a container name or id, or a service of the compose project this process runs in
     LAB_GATEWAY_URL    the gateway's admin API (enables breaker_open), e.g. http://gateway:8545
     LAB_CHAIN          the chain whose breakers are opened (default ethereum)
-    LAB_RUN_DIR        where faults.jsonl goes (unset: not recorded)
+    LAB_RUN_DIR        where faults.jsonl goes (unset: not recorded); in Locust's web UI, the inbox the
+                       sessions' records are filed from (lab.webui.session: each swarm start → stop a run)
+    LAB_SCENARIOS_DIR  the scenarios the tab can play (lab.webui.play; default: a checkout's toxics/)
 
 The Docker SDK is imported on first use of a container, after Locust's monkey-patching.
 """

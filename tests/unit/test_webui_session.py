@@ -6,6 +6,7 @@ import threading
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -220,3 +221,71 @@ def test_a_played_scenario_runs_beside_the_session_and_is_recorded_like_a_runs(
     assert (
         played[0]["providers"] == {"primary": "alpha"} and played[0]["plan"][0]["fault_id"] == "play1-slow#0"
     )
+
+
+class Event:
+    def __init__(self) -> None:
+        self.listeners: list = []
+
+    def add_listener(self, listener: Any) -> None:
+        self.listeners.append(listener)
+
+    def fire(self, **kwargs: Any) -> None:
+        for listener in self.listeners:
+            listener(**kwargs)
+
+
+class FakeEnvironment:
+    def __init__(self) -> None:
+        self.events = type("Events", (), {})()
+        for name in ("test_start", "test_stop", "quitting"):
+            setattr(self.events, name, Event())
+        self.runner = type("Runner", (), {"target_user_count": 4, "spawn_rate": 2.0})()
+        self.host = "http://gateway:4000"
+
+
+def test_the_routes_follow_locusts_start_and_stop(fake_toxiproxy: str, tmp_path: Path) -> None:
+    from flask import Flask
+
+    from lab.webui import install_faults_tab
+
+    web_ui = type("WebUI", (), {})()
+    web_ui.app, web_ui.template_args, web_ui.environment = Flask("test"), {}, FakeEnvironment()
+    web_ui.auth_required_if_enabled = lambda view: view
+    os_env = {"LAB_TOXIPROXY_URL": fake_toxiproxy, "LAB_PROVIDERS": "p1=p1_http,p1_ws,"}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in os_env.items():
+            patch.setenv(name, value)
+        api = install_faults_tab(web_ui, run_dir=tmp_path / "reports" / "compose")
+
+    @web_ui.app.route("/")
+    def index() -> Any:  # Locust's page
+        return "<html><body>locust</body></html>"
+
+    @web_ui.app.route("/swarm", methods=["POST"])
+    def swarm() -> Any:  # Locust's start form
+        web_ui.environment.events.test_start.fire(environment=web_ui.environment)
+        return {"success": True}
+
+    client = web_ui.app.test_client()
+    assert b'id="lab-faults-link" href="/lab/faults"' in client.get("/").data
+    assert client.get("/lab/faults/static/dygraph.min.js").data.startswith(b"/*! @license")
+    refused = client.post("/lab/faults/api/apply", json={"target": "p1", "action": "cut"})
+    assert refused.status_code == 400 and "start a swarm first" in refused.get_json()["error"]
+
+    client.post("/swarm", data={"user_count": "4", "spawn_rate": "2", "host": "http://gateway:4000"})
+    assert api.sessions is not None and api.sessions.current is not None
+    run_id = api.sessions.current.run_id
+    assert client.post("/lab/faults/api/apply", json={"target": "p1", "action": "cut"}).get_json()["ok"]
+    live = client.get("/lab/faults/api/live").get_json()
+    assert live["run_id"] == run_id and live["running"] and live["faults"][0]["action"] == "cut"
+    web_ui.environment.events.test_stop.fire(environment=web_ui.environment)  # the swarm stopped
+    assert ("POST", "/proxies/p1_http", {"enabled": True}) in FakeLab.calls  # lifted at the stop
+    manifest = client.get(f"/lab/faults/sessions/{run_id}/manifest.json").get_json()
+    assert manifest["outcome"] == "stopped" and manifest["load"]["users"] == 4
+    assert manifest["load"]["form"] == {"user_count": "4", "spawn_rate": "2", "host": "http://gateway:4000"}
+    end = list(iter_events(tmp_path / "reports" / run_id, "faults"))[-1]
+    assert end["event"] == "end" and end["reason"] == "the session ended (the swarm stopped)"
+    assert client.get("/lab/faults/sessions/nope/manifest.json").status_code == 404
+    assert client.get(f"/lab/faults/sessions/{run_id}/../../etc/passwd").status_code == 404
+    web_ui.environment.events.quitting.fire(environment=web_ui.environment)
