@@ -259,16 +259,18 @@ def _run_sessions(api: FaultAPI, sessions: Sessions, environment: Any) -> None:
     events.test_start.add_listener(started)
     events.test_stop.add_listener(lambda **_: stopped("stopped"))
 
+    done = threading.Event()
+
     def shut_down(**_: Any) -> None:
         stopped("shut down")
+        done.set()
         sessions.file_parts()
         sessions.close()
 
     events.quitting.add_listener(shut_down)
 
     def file_every_second() -> None:
-        while True:
-            time.sleep(1.0)
+        while not done.wait(1.0):
             try:
                 sessions.file_parts()
             except Exception:  # keep filing: a full disk is the report's to tell
