@@ -47,11 +47,30 @@ SCENARIO = {
 LIVE_SECONDS = 3600  # the charts keep the last hour of per-second figures
 
 
+SETTLE_S = (
+    10  # a second's parts have all arrived this much later: its percentiles are kept, not its latencies
+)
+
+
 @dataclass
 class SecondBin:
     requests: int = 0
     errors: int = 0
-    latencies: list[float] = field(default_factory=list)  # of the successful requests (ms)
+    latencies: list[float] = field(default_factory=list)  # of the successful requests (ms), until settled
+    settled: tuple[float | None, float | None] | None = None  # (p50, p95) once settled
+
+    def percentiles(self) -> tuple[float | None, float | None]:
+        if self.settled is not None:
+            return self.settled
+        if not self.latencies:
+            return None, None
+        p50, p95 = np.percentile(self.latencies, [50, 95])
+        return float(p50), float(p95)
+
+    def settle(self) -> None:
+        """Keep the percentiles only: an hour of seconds at a thousand requests each stays small."""
+        if self.settled is None:
+            self.settled, self.latencies = self.percentiles(), []
 
 
 class Session:
@@ -129,9 +148,12 @@ class Session:
                 bin_.errors += int((~ok[inside]).sum())
                 good = latency_ms[inside & ok]
                 bin_.latencies.extend(float(v) for v in good[np.isfinite(good)])
-            horizon = max(self.bins) - LIVE_SECONDS
-            for second in [s for s in self.bins if s < horizon]:
+            latest = max(self.bins)
+            for second in [s for s in self.bins if s < latest - LIVE_SECONDS]:
                 del self.bins[second]
+            for second, old in self.bins.items():
+                if second < latest - SETTLE_S:
+                    old.settle()
 
     def live(self, now: float) -> dict[str, Any]:
         """Per-second figures and the fault windows, in seconds from the session's start."""
@@ -145,9 +167,7 @@ class Session:
                 if complete is not None and second > complete:
                     break
                 b = self.bins[second]
-                p50, p95 = (
-                    (float(v) for v in np.percentile(b.latencies, [50, 95])) if b.latencies else (None, None)
-                )
+                p50, p95 = b.percentiles()
                 rows.append([second, b.requests, b.errors, p50, p95])
             windows = [
                 {

@@ -289,3 +289,18 @@ def test_the_routes_follow_locusts_start_and_stop(fake_toxiproxy: str, tmp_path:
     assert client.get("/lab/faults/sessions/nope/manifest.json").status_code == 404
     assert client.get(f"/lab/faults/sessions/{run_id}/../../etc/passwd").status_code == 404
     web_ui.environment.events.quitting.fire(environment=web_ui.environment)
+
+
+def test_old_seconds_keep_their_percentiles_not_their_latencies(tmp_path: Path) -> None:
+    import numpy as np
+
+    from lab.webui.session import SETTLE_S
+
+    sessions = Sessions(tmp_path / "compose", clock=Clock())
+    session = sessions.start()
+    t0 = float(session.manifest["started"])
+    session.add_requests(np.array([t0 + 0.1, t0 + 0.2]), np.array([10.0, 30.0]), np.array([True, True]))
+    session.add_requests(np.array([t0 + SETTLE_S + 1.5]), np.array([5.0]), np.array([False]))
+    first = session.bins[0]
+    assert first.latencies == [] and first.settled == (20.0, 29.0)
+    assert session.live(t0 + 100)["rows"][0] == [0, 2, 0, 20.0, 29.0]
