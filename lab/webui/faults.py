@@ -263,11 +263,19 @@ class FaultAPI:
                     if f.action not in ("cut", "kill", "pause", "stop") and "toxic" not in f.params
                 ],
                 "proxies": held,
+                # toxics Toxiproxy holds that no active fault of this lab put there (e.g. a dead master's)
+                "foreign_toxics": sorted(
+                    f"{name} ({kind})"
+                    for proxy in held.values()
+                    for name, kind in proxy["toxics"].items()
+                    if name not in {f.params.get("toxic") for f in mine}
+                ),
             }
         return cards
 
     def _toxiproxy_proxies(self) -> dict[str, Any]:
-        """Toxiproxy's proxies (enabled, toxic names and types), asked at most once a second."""
+        """Toxiproxy's proxies (enabled, toxics by name and type), asked at most once a second; empty
+        when Toxiproxy does not answer (the cards then show what the lab knows)."""
         if self.toxiproxy_url is None:
             return {}
         seen, proxies = self._proxies_seen
@@ -277,15 +285,13 @@ class FaultAPI:
             proxies = {
                 name: {
                     "enabled": p.enabled,
-                    "toxics": [f"{t.get('name')} ({t.get('type')})" for t in p.toxics],
+                    "toxics": {str(t.get("name")): str(t.get("type")) for t in p.toxics},
                 }
                 for name, p in self.injector.toxiproxy.proxies().items()
             }
-        except Exception as exc:  # the page shows what the lab knows; Toxiproxy's view is a bonus
-            proxies = {"error": str(exc)}
-            return {}
-        finally:
-            self._proxies_seen = (time.monotonic(), proxies)
+        except Exception:
+            proxies = {}
+        self._proxies_seen = (time.monotonic(), proxies)
         return proxies
 
     # --- applying --------------------------------------------------------------------------------------
