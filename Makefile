@@ -9,7 +9,7 @@ export TC_HOST ?= 127.0.0.1
 
 SCENARIO ?= toxics/production-chaos.yml
 
-.PHONY: lab test lint env clean nightly
+.PHONY: lab test lint env clean nightly browser
 
 env: $(STAMP)
 
@@ -23,11 +23,19 @@ $(STAMP): pyproject.toml
 lab: $(STAMP)
 	$(BIN)/lab run $(SCENARIO)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lab images --gateway haproxy --gateway nginx  # built here, not under a test's time limit
 	$(BIN)/pytest -m "not battle"
+
+# The Faults tab's browser test drives Debian's chromium through its chromium-driver (no browser download):
+# installed here when absent and we are root (as CI is), else the test says what to install and skips.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	else echo "note: the browser test needs: sudo apt-get install chromium chromium-driver"; fi
 
 # The nightly job, exactly as .github/workflows/nightly.yml runs it (NIGHTLY_SELECT=smoke: a part of it).
 nightly: $(STAMP)

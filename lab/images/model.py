@@ -19,7 +19,11 @@ IMAGE_NAMES = ("provider", "gateway", "locust", "toxiproxy")
 GATEWAY_IMAGES = ("haproxy", "nginx")
 # Python images -> the extras of the project they install besides its runtime dependencies. All three are
 # targets of one Dockerfile (python/Dockerfile); the image's name is its build target.
-PYTHON_IMAGES: dict[str, tuple[str, ...]] = {"provider": (), "gateway": (), "locust": ("load",)}
+PYTHON_IMAGES: dict[str, tuple[str, ...]] = {
+    "provider": (),
+    "gateway": (),
+    "locust": ("load", "analysis"),  # the Faults tab's Report button analyses the session in the master
+}
 
 LABEL_MANAGED = "lab.managed"
 LABEL_IMAGE = "lab.image"

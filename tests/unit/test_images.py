@@ -56,6 +56,7 @@ dependencies = ["aiohttp>=3.9", "orjson>=3.9"]
 
 [project.optional-dependencies]
 load = ["locust==2.47.0", "websocket-client>=1.7"]
+analysis = ["pandas==3.1.1"]
 extra = ["lab[load]", "rich>=13"]
 """
 
@@ -501,7 +502,7 @@ def test_a_dependency_change_rebuilds_the_wheels_of_that_set(harness: Harness) -
     pyproject.write_text(pyproject.read_text().replace('"websocket-client>=1.7"', '"websocket-client>=1.8"'))
     harness.ensure()
     assert harness.shell.tools() == ["pip-lab", "pip-deps"]  # the runtime set is unchanged
-    assert len(list((harness.layout.cache / "wheels").glob("runtime+load-*"))) == 1
+    assert len(list((harness.layout.cache / "wheels").glob("runtime+load+analysis-*"))) == 1
 
 
 def test_force_rebuilds_everything_without_the_docker_cache(harness: Harness) -> None:
@@ -812,10 +813,12 @@ Metadata-Version: 2.4
 Name: lab
 Version: 0.1.0
 Provides-Extra: load
+Provides-Extra: analysis
 Provides-Extra: all
 Requires-Dist: aiohttp>=3.9
 Requires-Dist: uvloop>=0.19; sys_platform != "win32"
 Requires-Dist: locust==2.47.0; extra == "load"
+Requires-Dist: pandas==3.1.1; extra == "analysis"
 Requires-Dist: rich>=13; extra == "all"
 Requires-Dist: lab[load]; extra == "all"
 
@@ -863,7 +866,8 @@ def test_an_installed_distribution_builds_the_images_from_its_files_and_dist_inf
     assert harness.store.built_names() == list(IMAGE_NAMES)
     assert harness.shell.tools() == ["debootstrap", "tar", "pip-deps", "pip-deps", "cargo"]  # no pip-lab
     deps = [argv for argv in harness.shell.commands if argv[1:3] == ["-m", "pip"]]
-    assert deps[1][-3:] == ["aiohttp>=3.9", "locust==2.47.0", "uvloop>=0.19"]  # locust: the load extra
+    # locust: the load and analysis extras
+    assert deps[1][-4:] == ["aiohttp>=3.9", "locust==2.47.0", "pandas==3.1.1", "uvloop>=0.19"]
     cargo = next(argv for argv in harness.shell.commands if Path(argv[0]).name == "cargo")
     assert cargo[4].endswith("lab/images/toxiproxy/server/Cargo.toml")
     assert (harness.layout.cache / "toxiproxy-target" / "release" / "toxiproxy").is_file()

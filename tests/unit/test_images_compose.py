@@ -92,7 +92,7 @@ def test_mounted_configuration_files_exist_and_named_volumes_are_declared(compos
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
             if source.startswith("./"):  # the project's own files, relative to the compose file
-                assert (ROOT / source).is_file(), volume
+                assert (ROOT / source).exists(), volume
             elif not source.startswith("/"):  # a named volume; absolute paths are the host's (a socket)
                 assert source in compose.get("volumes", {}), f"{volume}: undeclared named volume"
 
