@@ -24,9 +24,36 @@ import pydantic
 from lab.record import MANIFEST, TABLES, iter_events
 from lab.scenario.slos import SLOSpec
 
-REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
+REQUEST_COLUMNS = (
+    "ts",
+    "method",
+    "latency_ms",
+    "ok",
+    "error_class",
+    "provider",
+    "attempts",
+    # the checker's (lab.checker; null in a record from before it, or with the checker off)
+    "client",
+    "answer_block",
+    "answer_branch",
+    "stale_blocks",
+    "check",
+    "check_detail",
+)
 HEAD_COLUMNS = ("ts", "subscriber", "subscription", "block_number", "block_hash", "block_timestamp")
-_CATEGORICAL = frozenset({"method", "transport", "error_class", "provider", "subscriber", "subscription"})
+_CATEGORICAL = frozenset(
+    {
+        "method",
+        "transport",
+        "error_class",
+        "provider",
+        "subscriber",
+        "subscription",
+        "client",
+        "check",
+        "check_detail",
+    }
+)
 
 
 class RecordError(Exception):
@@ -70,7 +97,8 @@ class RunData:
     slos: SLOSpec
     t0: float  # unix seconds of time 0 (the run's start)
     duration: float  # seconds from t0 to the run's end
-    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts
+    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts, and
+    # the checker's client, answer_block, answer_branch, stale_blocks, check, check_detail
     heads: pd.DataFrame  # t, subscriber, subscription, block_number, block_hash, block_timestamp (unix s)
     faults: list[FaultWindow]
     failed_faults: list[FailedFault]
@@ -223,8 +251,10 @@ def _column(column: pa.ChunkedArray, name: str) -> Any:
         return column.unify_dictionaries().to_pandas() if column.num_chunks else column.to_pandas()
     if name == "ok":
         return column.fill_null(False).to_numpy()  # an unrecorded outcome is not a success
-    if name == "attempts":
+    if name in ("attempts", "stale_blocks"):
         return column.cast(pa.float32()).to_numpy()  # null → NaN
+    if name in ("answer_block", "answer_branch"):
+        return column.cast(pa.float64()).to_numpy()  # null → NaN (block numbers stay exact below 2^53)
     return column.to_numpy()
 
 

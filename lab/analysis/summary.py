@@ -10,6 +10,7 @@ import numpy as np
 
 from lab.analysis import failover
 from lab.analysis.breakers import analyse_breakers
+from lab.analysis.correctness import REORG_GRACE_S, analyse_correctness
 from lab.analysis.faults import FaultSeries, RecoverySettings, analyse_faults
 from lab.analysis.loading import RunData
 from lab.analysis.slo import SLOResult, evaluate
@@ -59,6 +60,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         )
     served = requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
     soak = analyse_soak(run.process_metrics, requests, run.duration)
+    subscription = analyse_subscriptions(run.heads, run.t0, run.duration)
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
         "run_id": run.run_id,
@@ -88,7 +90,8 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             "unattributed": int(served.sum()),  # ok, but no response said which provider served
         },
         "breakers": breakers,
-        "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
+        "subscription": subscription,
+        "correctness": analyse_correctness(requests, run.faults, subscription),
         "soak": soak.summary,
         "slos": run.slos.model_dump(exclude_none=True),
         "definitions": definitions(settings),
@@ -129,6 +132,11 @@ def definitions(settings: RecoverySettings) -> dict[str, str]:
         ),
         "error_window": "a fault's first failed request to its last, until the next fault or the run end",
         "max_gap": "the longest run of consecutive block numbers a subscriber never received",
+        "correctness": "every successful answer checked against the simulated chain at its send time "
+        "(lab.checker): wrong = contents differ from the canonical chain (wrong_chain: another chain id; "
+        f"orphaned: a block of a branch a reorg had replaced, {REORG_GRACE_S:g} s after the reorg on); "
+        "stale = behind the head at send time; head regression = a client got a head lower than one it "
+        "had already received, or a subscriber a lower head not through a reorg",
         "memory_slope": "Theil-Sen slope (median of pairwise slopes) of the gateway's "
         "process_resident_memory_bytes over the run, MB (10^6 bytes) per minute",
         "open_fds": "the gateway's process_open_fds: maximum, and growth = median of the last third of the "

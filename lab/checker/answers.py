@@ -92,7 +92,7 @@ class AnswerInspector:
             return cls(chain_id, float(genesis), float(block_time))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             raise ValueError(
-                f"{ENV_VAR}: expected JSON {{\"chain_id\": int ≥ 1, \"genesis_time\": s, \"block_time\": s > 0}}, "
+                f'{ENV_VAR}: expected JSON {{"chain_id": int ≥ 1, "genesis_time": s, "block_time": s > 0}}, '
                 f"got {raw[:80]!r}"
             ) from None
 
@@ -186,7 +186,8 @@ class AnswerInspector:
         """A fork block's parent is on some earlier branch (which one, only the run's reorgs tell)."""
         parent = self.chain.block_id_of(str(block.get("parentHash")))
         if parent is None or parent[0] != number - 1 or parent[1] >= branch:
-            return f"parentHash: expected a block {hex(number - 1)} of an earlier branch, got {block.get('parentHash')}"
+            got = block.get("parentHash")
+            return f"parentHash: expected a block {hex(number - 1)} of an earlier branch, got {got}"
         return None
 
     def _foreign(self, answer: dict[str, Any], what: str, value: Any) -> Row:
@@ -249,10 +250,18 @@ class AnswerInspector:
             index = quantity(entry.get("logIndex"))
             expected = logs[index] if index is not None and 0 <= index < len(logs) else None
             if expected is None:
-                return _wrong(f"log {entry.get('logIndex')} of block {hex(number)} does not exist", answer_block=number, answer_branch=branch)
+                return _wrong(
+                    f"log {entry.get('logIndex')} of block {hex(number)} does not exist",
+                    answer_block=number,
+                    answer_branch=branch,
+                )
             difference = _difference(expected, entry)
             if difference is not None:
-                return _wrong(f"log {index} of block {hex(number)}: {difference}", answer_block=number, answer_branch=branch)
+                return _wrong(
+                    f"log {index} of block {hex(number)}: {difference}",
+                    answer_block=number,
+                    answer_branch=branch,
+                )
             if newest is None or number > newest[0]:
                 newest = (number, branch)
         if newest is None:
@@ -271,7 +280,10 @@ class AnswerInspector:
     def _id_row(self, value: int | None, raw: Any) -> Row:
         if value == self.chain.chain_id:
             return {"check": "ok"}
-        return {"check": "wrong_chain", "check_detail": f"chain id: expected {hex(self.chain.chain_id)}, got {_short(raw)}"}
+        return {
+            "check": "wrong_chain",
+            "check_detail": f"chain id: expected {hex(self.chain.chain_id)}, got {_short(raw)}",
+        }
 
     def _state(self, method: str, params: Sequence[Any], result: Any, sent_at: float) -> Row:
         expected = set()
@@ -301,7 +313,9 @@ def _short(value: Any) -> str:
     return text if len(text) <= 70 else text[:67] + "..."
 
 
-def _difference(expected: Mapping[str, Any], got: Mapping[str, Any], *, skip_parent: bool = False) -> str | None:
+def _difference(
+    expected: Mapping[str, Any], got: Mapping[str, Any], *, skip_parent: bool = False
+) -> str | None:
     """The first field where `got` differs from `expected` ("field: expected X, got Y"), or None."""
     if not skip_parent and expected == got:
         return None

@@ -135,7 +135,7 @@ class Chain:
         """Replace block `fork_block` and every later block by a sibling branch (False: already on it)."""
         if fork_block < 1:
             raise ValueError("the genesis block cannot be replaced: fork_block must be at least 1")
-        forks = tuple(f for f in self.forks if f < fork_block) + (fork_block,)
+        forks = (*(f for f in self.forks if f < fork_block), fork_block)
         if forks == self.forks:
             return False
         self.forks = forks  # one assignment: readers in other threads see the old or the new tuple
@@ -222,7 +222,9 @@ class Chain:
 
     def base_fee(self, number: int, branch: int | None = None) -> int:
         branch = self.branch_of(number) if branch is None else branch
-        return 10 * GWEI + int.from_bytes(digest("basefee", *self._key(number, branch))[:4], "big") % (20 * GWEI)
+        return 10 * GWEI + int.from_bytes(digest("basefee", *self._key(number, branch))[:4], "big") % (
+            20 * GWEI
+        )
 
     def _tx_seed(self, number: int, index: int, branch: int) -> bytes:
         """The bytes every field of a transaction and its logs derive from (see the byte map below)."""

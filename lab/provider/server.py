@@ -281,10 +281,10 @@ class ProviderServer:
         if (depth is None) == (fork_block is None):
             raise ValueError('give one of "depth" (blocks replaced, ≥ 1) or "fork_block" (≥ 1)')
         if fork_block is None:
-            if not _is_count(depth) or depth < 1:
+            if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
                 raise ValueError(f'"depth": expected a whole number ≥ 1, got {depth!r}')
             fork_block = max(1, head - depth + 1)
-        elif not _is_count(fork_block) or fork_block < 1:
+        elif not isinstance(fork_block, int) or isinstance(fork_block, bool) or fork_block < 1:
             raise ValueError(f'"fork_block": expected a whole number ≥ 1, got {fork_block!r}')
         changed = self.chain.reorg(fork_block)
         if changed:
@@ -335,10 +335,6 @@ class ProviderServer:
 
     async def _close_sessions(self, _app: web.Application) -> None:
         await asyncio.gather(*(session.close() for session in list(self.sessions)), return_exceptions=True)
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _drop(request: web.Request) -> None:

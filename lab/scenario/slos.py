@@ -23,6 +23,21 @@ class SLOSpec(BaseModel):
         default=None, ge=0, description="maximum duplicate heads for any subscriber"
     )
     recovery_s: float | None = Field(default=None, ge=0.0, description="maximum recovery time of every fault")
+    # Correctness, from the checker (lab.checker): answers judged against the simulated chain
+    max_stale_blocks: int | None = Field(
+        default=None, ge=0, description="maximum blocks a head answer was behind the true head at send time"
+    )
+    stale_read_rate: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="maximum share of checked answers that were stale"
+    )
+    wrong_answers: int | None = Field(
+        default=None,
+        ge=0,
+        description="maximum wrong answers (contents not the canonical chain's, another chain's, orphaned)",
+    )
+    head_regressions: int | None = Field(
+        default=None, ge=0, description="maximum times a client's or subscriber's head went backwards"
+    )
     breaker_opens: int | None = Field(
         default=None, ge=0, description="maximum breaker openings, all providers"
     )

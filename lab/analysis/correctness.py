@@ -1,0 +1,208 @@
+"""Were the answers right? The checker's columns (lab.checker) judged over the whole run.
+
+- wrong answers: `check` wrong or wrong_chain, and answers on an orphaned branch: an answer whose block is
+  on a branch other than the canonical one at its send time (the run's `reorg` faults say which branch
+  is canonical when; within `REORG_GRACE_S` of a reorg either branch is right, as the reorg reaches the
+  providers one by one and answers already on their way carry the old one);
+- stale reads: `check` stale (a head behind the true head at send time, a null for a block that
+  existed); `max_stale_blocks` is the largest lag of a head answer;
+- head regressions: a client (the `client` column) got a head lower than one it had already received,
+  i.e. from a request that completed before this one was sent; plus the subscribers' regressions
+  (lab.analysis.subscriptions: a head lower than one received before, not through a reorg);
+- first anomalies: the first answer of each kind, with what was expected and what came, and who served it.
+
+A run recorded without the checker has no checked answers: its figures are None, and an SLO on them
+fails as `no_data` (a missing measurement is never a pass).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lab.analysis.loading import FaultWindow
+
+REORG_GRACE_S = 2.0
+ANOMALY_KINDS = ("wrong", "wrong_chain", "orphaned", "stale", "head_regression")
+
+
+def _branch_timeline(faults: list[FaultWindow]) -> list[tuple[float, tuple[int, ...]]]:
+    """(time, forks in force from then on) after each reorg, forks as lab.provider.chain keeps them."""
+    timeline: list[tuple[float, tuple[int, ...]]] = []
+    forks: tuple[int, ...] = ()
+    for fault in sorted(faults, key=lambda f: f.start):
+        fork = fault.params.get("fork_block") if fault.action == "reorg" else None
+        if not isinstance(fork, int) or isinstance(fork, bool) or fork < 1:
+            continue
+        updated = (*(f for f in forks if f < fork), fork)
+        if updated != forks:
+            forks = updated
+            timeline.append((fault.start, forks))
+    return timeline
+
+
+def _canonical(numbers: np.ndarray, forks: tuple[int, ...]) -> np.ndarray:
+    """The branch each block number is on under `forks` (0: the original chain)."""
+    if not forks:
+        return np.zeros(numbers.shape, dtype=np.float64)
+    table = np.asarray((0, *forks), dtype=np.float64)
+    return table[np.searchsorted(np.asarray(forks, dtype=np.float64), numbers, side="right")]
+
+
+def orphaned_mask(requests: pd.DataFrame, faults: list[FaultWindow]) -> np.ndarray:
+    """Rows whose answer names a block of a branch that was not canonical at its send time."""
+    branch = requests["answer_branch"].to_numpy(dtype=np.float64, na_value=np.nan)
+    number = requests["answer_block"].to_numpy(dtype=np.float64, na_value=np.nan)
+    t = requests["t"].to_numpy()
+    has = np.isfinite(branch) & np.isfinite(number)
+    timeline = _branch_timeline(faults)
+    starts = np.asarray([0.0] + [at for at, _ in timeline])
+    states: list[tuple[int, ...]] = [(), *(forks for _, forks in timeline)]
+    epoch = np.searchsorted(starts, t, side="right") - 1  # which state was in force at each send
+    orphaned = np.zeros(len(requests), dtype=bool)
+    for k, forks in enumerate(states):
+        rows = np.flatnonzero(has & (np.maximum(epoch, 0) == k))
+        if rows.size == 0:
+            continue
+        right = _canonical(number[rows], forks) == branch[rows]
+        if k + 1 < len(states):  # just before the next reorg: its branch may already be out
+            near = t[rows] >= starts[k + 1] - REORG_GRACE_S
+            right |= near & (_canonical(number[rows], states[k + 1]) == branch[rows])
+        if k > 0:  # just after this reorg: the previous branch may still be on its way
+            near = t[rows] < starts[k] + REORG_GRACE_S
+            right |= near & (_canonical(number[rows], states[k - 1]) == branch[rows])
+        orphaned[rows[~right]] = True
+    return orphaned
+
+
+def head_regressions(requests: pd.DataFrame) -> tuple[int | None, np.ndarray]:
+    """How many head answers were lower than a head the same client had already received (None: no head
+    answer with a client), and the mask of those rows."""
+    mask = np.zeros(len(requests), dtype=bool)
+    stale = requests["stale_blocks"].to_numpy(dtype=np.float64, na_value=np.nan)
+    number = requests["answer_block"].to_numpy(dtype=np.float64, na_value=np.nan)
+    client = requests["client"]
+    heads = np.isfinite(stale) & np.isfinite(number) & client.notna().to_numpy()
+    rows = np.flatnonzero(heads)
+    if rows.size == 0:
+        return None, mask
+    t = requests["t"].to_numpy()[rows]
+    done = t + np.nan_to_num(requests["latency_ms"].to_numpy()[rows]) / 1000.0
+    codes = (
+        client.cat.codes.to_numpy()[rows] if hasattr(client, "cat") else pd.factorize(client.iloc[rows])[0]
+    )
+    sent = pd.DataFrame({"t": t, "client": codes, "row": rows})
+    received = pd.DataFrame({"done": done, "client": codes, "head": number[rows]}).sort_values(
+        "done", kind="stable"
+    )
+    received["seen"] = received.groupby("client", sort=False)["head"].cummax()
+    merged = pd.merge_asof(
+        sent.sort_values("t", kind="stable"),
+        received[["done", "client", "seen"]],
+        left_on="t",
+        right_on="done",
+        by="client",
+        allow_exact_matches=True,
+    )
+    back = merged["seen"].to_numpy() > number[merged["row"].to_numpy()]
+    mask[merged["row"].to_numpy()[back]] = True
+    return int(back.sum()), mask
+
+
+def analyse_correctness(
+    requests: pd.DataFrame, faults: list[FaultWindow], subscription: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    check = requests["check"].astype("object")
+    checked_mask = check.notna().to_numpy()
+    checked = int(checked_mask.sum())
+    orphaned = orphaned_mask(requests, faults) & checked_mask
+    kind = check.to_numpy(dtype=object)
+    is_wrong = (kind == "wrong") & ~orphaned
+    is_wrong_chain = kind == "wrong_chain"
+    is_stale = (kind == "stale") & ~orphaned
+    stale = requests["stale_blocks"].to_numpy(dtype=np.float64, na_value=np.nan)
+    head_answers = np.isfinite(stale)
+    regressions, regressed = head_regressions(requests)
+    sub_regressions = (subscription or {}).get("regressions")
+    total_regressions = None
+    if regressions is not None or sub_regressions is not None:
+        total_regressions = (regressions or 0) + (sub_regressions or 0)
+    wrong_total = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum())
+    anomalies = {}
+    for name, mask in (
+        ("wrong", is_wrong),
+        ("wrong_chain", is_wrong_chain),
+        ("orphaned", orphaned),
+        ("stale", is_stale),
+        ("head_regression", regressed),
+    ):
+        first = _first(requests, mask, name)
+        if first is not None:
+            anomalies[name] = first
+    return {
+        "checked": checked,
+        "ok": int(((kind == "ok") & ~orphaned).sum()),
+        "wrong_answers": wrong_total if checked else None,
+        "wrong": int(is_wrong.sum()),
+        "wrong_chain": int(is_wrong_chain.sum()),
+        "orphaned": int(orphaned.sum()),
+        "stale": int(is_stale.sum()),
+        "stale_read_rate": float(is_stale.sum() / checked) if checked else None,
+        "head_answers": int(head_answers.sum()),
+        "max_stale_blocks": int(np.nanmax(stale)) if head_answers.any() else None,
+        "client_head_regressions": regressions,
+        "subscriber_head_regressions": sub_regressions,
+        "head_regressions": total_regressions,
+        "reorgs": [
+            {"at_s": f.start, "target": f.target, "fork_block": f.params.get("fork_block")}
+            for f in faults
+            if f.action == "reorg"
+        ],
+        "first_anomalies": anomalies,
+    }
+
+
+def _first(requests: pd.DataFrame, mask: np.ndarray, kind: str) -> dict[str, Any] | None:
+    rows = np.flatnonzero(mask)
+    if rows.size == 0:
+        return None
+    row = requests.iloc[int(rows[0])]
+    detail = row["check_detail"]
+    if kind == "orphaned":
+        detail = (
+            f"block {int(row['answer_block'])} of branch {int(row['answer_branch'])}, "
+            "no longer canonical at send time (a reorg replaced it)"
+        )
+    elif kind == "head_regression":
+        detail = f"head {int(row['answer_block'])}, lower than one this client had already received"
+    expected, got = _split_detail(detail)
+    return {
+        "kind": kind,
+        "count": int(rows.size),
+        "t": float(row["t"]),
+        "method": _text(row["method"]),
+        "client": _text(row["client"]),
+        "provider": _text(row["provider"]),
+        "expected": expected,
+        "got": got,
+        "detail": _text(detail),
+    }
+
+
+def _split_detail(detail: Any) -> tuple[str | None, str | None]:
+    """("X", "Y") from the checker's "...: expected X, got Y" (None, None when it is not in that form)."""
+    if not isinstance(detail, str) or "expected " not in detail or ", got " not in detail:
+        return None, None
+    tail = detail.split("expected ", 1)[1]
+    expected, got = tail.rsplit(", got ", 1)
+    return expected, got
+
+
+def _text(value: Any) -> str | None:
+    return (
+        None
+        if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA
+        else str(value)
+    )
