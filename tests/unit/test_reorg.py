@@ -4,6 +4,7 @@ fault action that makes every target fork at the same block."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -143,3 +144,42 @@ def test_reorg_action_forks_every_target_at_the_same_block_and_is_instant() -> N
     assert results[0][2]["fork_block"] == 9_998 and results[0][3]["instant"] is True
     with pytest.raises(ValueError):
         parse_action({"type": "reorg", "depth": 0})
+
+
+def test_the_reference_gateway_passes_a_reorg_on_to_new_heads_subscribers_and_http_readers(
+    tmp_path: Path,
+) -> None:
+    from tests.unit.test_gateway_subscriptions import lab as gateway_lab
+    from tests.unit.test_gateway_subscriptions import subscribe
+
+    async def scenario() -> None:
+        async with gateway_lab(tmp_path) as (gw, providers), aiohttp.ClientSession() as session:
+            async with session.ws_connect(gw.ws_url("ethereum")) as ws:
+                await subscribe(ws, ["newHeads"])
+                seen: dict[int, str] = {}
+                while len(seen) < 3:
+                    head = (await ws.receive_json())["params"]["result"]
+                    seen[int(head["number"], 16)] = head["hash"]
+                fork = max(seen) - 1  # the last two heads delivered get replaced
+                for provider in providers.values():
+                    status, _ = await _post(session, provider.control_url + "reorg", {"fork_block": fork})
+                    assert status == 200
+                again: list[dict[str, Any]] = []
+                while not again or int(again[-1]["number"], 16) < max(seen) + 2:
+                    head = (await ws.receive_json())["params"]["result"]
+                    number = int(head["number"], 16)
+                    if number >= fork and head["hash"] != seen.get(number):
+                        again.append(head)
+                    else:
+                        assert number > max(seen), "an old-branch head after the reorg"
+            checker = Chain(1, 0, 1.0)
+            assert int(again[0]["number"], 16) == fork  # the new branch from its fork block, in order
+            assert again[0]["parentHash"] == seen[fork - 1]
+            assert all(checker.block_id_of(h["hash"])[1] == fork for h in again)  # type: ignore[index]
+            assert all(b["parentHash"] == a["hash"] for a, b in zip(again, again[1:], strict=False))
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": [hex(fork), False]}
+            async with session.post(gw.url + "/rpc/ethereum", data=orjson.dumps(body)) as response:
+                block = (await response.json())["result"]
+            assert block["hash"] == again[0]["hash"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
