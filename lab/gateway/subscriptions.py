@@ -5,10 +5,10 @@ Client subscriptions with the same kind, filter and provider override share one 
 
 - newHeads: a head at or below the last delivered number is a duplicate and dropped, unless it is a
   reorg: a new hash at a delivered number whose parent is the head delivered just below it; that head
-  is delivered and the new branch continues from it (clients see the reorg, as from a node). A head more
-  than one above the last opens a gap, which is filled over HTTP (eth_getBlockByNumber, first from the provider
-  that announced the head) before the head itself is delivered. So clients see every block once, in
-  order, whatever happens upstream.
+  is delivered and the new branch continues from it (clients see the reorg, as from a node). A head
+  more than one above the last opens a gap, which is filled over HTTP (eth_getBlockByNumber, first from
+  the provider that announced the head) before the head itself is delivered. So clients see every block
+  once, in order (a reorg's new branch once more), whatever happens upstream.
 - logs: delivered in (block, log index) order, duplicates dropped. The group also holds a newHeads
   subscription on the same connection as a heartbeat, and after a resubscribe it re-reads the logs of
   the blocks it may have missed with eth_getLogs.

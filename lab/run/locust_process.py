@@ -43,7 +43,9 @@ class LocustProcess:
             "LAB_TOXIPROXY_URL": endpoints.toxiproxy_url,
             "LAB_PROVIDERS": provider_env(endpoints),
             # The checker's chain: the scenario's, with the lab's shared genesis time (TopologySpec's).
-            CHECK_CHAIN_VAR: chain_env(scenario.topology.chain_id, GENESIS_TIME, scenario.topology.block_time),
+            CHECK_CHAIN_VAR: chain_env(
+                scenario.topology.chain_id, GENESIS_TIME, scenario.topology.block_time
+            ),
         }
         self.command = [
             sys.executable, "-m", "locust",

@@ -4,6 +4,7 @@ fault action that makes every target fork at the same block."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +177,7 @@ def test_the_reference_gateway_passes_a_reorg_on_to_new_heads_subscribers_and_ht
             assert int(again[0]["number"], 16) == fork  # the new branch from its fork block, in order
             assert again[0]["parentHash"] == seen[fork - 1]
             assert all(checker.block_id_of(h["hash"])[1] == fork for h in again)  # type: ignore[index]
-            assert all(b["parentHash"] == a["hash"] for a, b in zip(again, again[1:], strict=False))
+            assert all(b["parentHash"] == a["hash"] for a, b in itertools.pairwise(again))
             body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": [hex(fork), False]}
             async with session.post(gw.url + "/rpc/ethereum", data=orjson.dumps(body)) as response:
                 block = (await response.json())["result"]
