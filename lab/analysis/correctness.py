@@ -51,6 +51,16 @@ def _canonical(numbers: np.ndarray, forks: tuple[int, ...]) -> np.ndarray:
     return table[np.searchsorted(np.asarray(forks, dtype=np.float64), numbers, side="right")]
 
 
+def unknown_forks(faults: list[FaultWindow]) -> list[str]:
+    """The reorg faults whose fork block the record does not have (their branches cannot be judged)."""
+    return [
+        f.fault_id
+        for f in faults
+        if f.action == "reorg"
+        and not (isinstance(f.params.get("fork_block"), int) and not isinstance(f.params["fork_block"], bool))
+    ]
+
+
 def orphaned_mask(requests: pd.DataFrame, faults: list[FaultWindow]) -> np.ndarray:
     """Rows whose answer names a block of a branch that was not canonical at its send time."""
     branch = requests["answer_branch"].to_numpy(dtype=np.float64, na_value=np.nan)
@@ -129,7 +139,15 @@ def analyse_correctness(
     total_regressions = None
     if regressions is not None or sub_regressions is not None:
         total_regressions = (regressions or 0) + (sub_regressions or 0)
-    wrong_total = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum())
+    wrong_total: int | None = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum())
+    unknown = unknown_forks(faults)
+    notes = []
+    if unknown:  # which branch was canonical when is unknown: orphaned answers cannot be told apart
+        wrong_total = None
+        notes.append(
+            f"the record lacks the fork block of reorg fault(s) {', '.join(unknown)}: answers on a reorg's "
+            "branches cannot be judged, so wrong answers are unknown"
+        )
     anomalies = {}
     for name, mask in (
         ("wrong", is_wrong),
@@ -145,6 +163,7 @@ def analyse_correctness(
         "checked": checked,
         "ok": int(((kind == "ok") & ~orphaned).sum()),
         "wrong_answers": wrong_total if checked else None,
+        "notes": notes,
         "wrong": int(is_wrong.sum()),
         "wrong_chain": int(is_wrong_chain.sum()),
         "orphaned": int(orphaned.sum()),

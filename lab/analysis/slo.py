@@ -177,8 +177,9 @@ def _stale_read_rate(threshold: float, s: dict[str, Any]) -> SLOCheck:
 
 def _wrong_answers(threshold: float, s: dict[str, Any]) -> SLOCheck:
     c = _correctness(s)
+    missing = (c.get("notes") or [_UNCHECKED])[0] if c.get("checked") else _UNCHECKED
     check = _at_most(
-        "wrong_answers", f"wrong answers ≤ {int(threshold)}", threshold, c.get("wrong_answers"), _UNCHECKED
+        "wrong_answers", f"wrong answers ≤ {int(threshold)}", threshold, c.get("wrong_answers"), missing
     )
     if check.actual is None:
         return check

@@ -211,7 +211,10 @@ class Nemesis:
         *,
         error: str | None = None,
         reason: str | None = None,
+        outcome: Any = None,
     ) -> dict[str, Any]:
+        # What applying it found (e.g. a reorg's fork block) joins the planned params, which win.
+        found = getattr(outcome, "params", None)
         return fault_event(
             kind,
             fault_id=fault.fault_id,
@@ -219,7 +222,11 @@ class Nemesis:
             action=fault.kind,
             target=fault.target,
             ts=ts,
-            params={**fault.params, "applied": fault.action.type},
+            params={
+                **(found if isinstance(found, dict) else {}),
+                **fault.params,
+                "applied": fault.action.type,
+            },
             offset_s=round(self.clock.now() - (self.wall_clock() - ts), 3),  # `ts` from the load's start
             source=self.source,
             error=error,
@@ -245,9 +252,9 @@ class Nemesis:
             self._emit(self._event("failed", fault, started, error=error))
             return
         self.summary.applied += 1
-        self._emit(self._event("start", fault, started))
+        self._emit(self._event("start", fault, started, outcome=handle))
         if fault.instant:
-            self._emit(self._event("end", fault, self.wall_clock()))
+            self._emit(self._event("end", fault, self.wall_clock(), outcome=handle))
             return
         self._active[fault.fault_id] = ActiveFault(fault, handle, started)
 
