@@ -3,8 +3,8 @@
 The record is shaped like a real hour-long run: 4 Locust workers each closing one parquet part per
 second (14,400 request parts), 28 WebSocket subscribers, faults with error bursts, a provider outage and
 breaker events, and the checker's columns (lab.checker: 200 clients, head answers, a stale window,
-wrong and orphaned answers, a reorg). `lab report` runs as a child process; its wall time and peak RSS (from wait4's rusage)
-are printed against the targets (60 s, 4 GB). Exit code 1 when a target is missed.
+wrong and orphaned answers, a reorg). `lab report` runs as a child process; its wall time and peak RSS
+(from wait4's rusage) are printed against the targets (60 s, 4 GB). Exit code 1 when a target is missed.
 
     .venv/bin/python bench/analysis.py [--dir /tmp/lab-bench-analysis] [--rebuild]
 """
