@@ -184,3 +184,33 @@ def test_the_reference_gateway_passes_a_reorg_on_to_new_heads_subscribers_and_ht
             assert block["hash"] == again[0]["hash"]
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_the_nemesis_records_the_fork_block_a_reorg_found() -> None:
+    from lab.faults.nemesis import ManualClock, Nemesis
+    from lab.scenario import parse_scenario, plan_timeline
+
+    s = parse_scenario(
+        "name: t\ntopology:\n  providers: [{id: alpha}, {id: beta}]\nload: {duration: 30s}\n"
+        "faults: [{start: 10s, target: all, action: {type: reorg, depth: 2}}]\n"
+    )
+
+    class Applied:
+        def __init__(self) -> None:
+            self.params = {"fork_block": 41, "depth": 99}  # planned params win over what applying found
+
+    class Target:
+        def apply(self, action: Any, target: str, *, name: str | None = None) -> Any:
+            return Applied()
+
+    clock = ManualClock()
+    events: list[dict[str, Any]] = []
+    nemesis = Nemesis(plan_timeline(s), Target(), events.append, clock=clock, wall_clock=lambda: clock.now())
+    with nemesis:
+        nemesis.run()
+    assert [(e["event"], e["target"], e["params"]["fork_block"], e["params"]["depth"]) for e in events] == [
+        ("start", "alpha", 41, 2),
+        ("end", "alpha", 41, 2),
+        ("start", "beta", 41, 2),
+        ("end", "beta", 41, 2),
+    ]
