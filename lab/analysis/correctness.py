@@ -1,6 +1,7 @@
 """Were the answers right? The checker's columns (lab.checker) judged over the whole run.
 
-- wrong answers: `check` wrong or wrong_chain, and answers on an orphaned branch: an answer whose block is
+- wrong answers: `check` wrong or wrong_chain, subscribers' newHeads whose hash names no block of the
+  chain or a block of an orphaned branch, and answers on an orphaned branch: an answer whose block is
   on a branch other than the canonical one at its send time (the run's `reorg` faults say which branch
   is canonical when; within `REORG_GRACE_S` of a reorg either branch is right, as the reorg reaches the
   providers one by one and answers already on their way carry the old one);
@@ -23,9 +24,18 @@ import numpy as np
 import pandas as pd
 
 from lab.analysis.loading import FaultWindow
+from lab.provider.chain import Chain
 
 REORG_GRACE_S = 2.0
-ANOMALY_KINDS = ("wrong", "wrong_chain", "orphaned", "stale", "head_regression")
+ANOMALY_KINDS = (
+    "wrong",
+    "wrong_chain",
+    "orphaned",
+    "stale",
+    "head_regression",
+    "head_wrong",
+    "head_orphaned",
+)
 
 
 def _branch_timeline(faults: list[FaultWindow]) -> list[tuple[float, tuple[int, ...]]]:
@@ -63,15 +73,57 @@ def unknown_forks(faults: list[FaultWindow]) -> list[str]:
 
 def orphaned_mask(requests: pd.DataFrame, faults: list[FaultWindow]) -> np.ndarray:
     """Rows whose answer names a block of a branch that was not canonical at its send time."""
-    branch = requests["answer_branch"].to_numpy(dtype=np.float64, na_value=np.nan)
-    number = requests["answer_block"].to_numpy(dtype=np.float64, na_value=np.nan)
-    t = requests["t"].to_numpy()
+    return _orphaned(
+        requests["t"].to_numpy(),
+        requests["answer_block"].to_numpy(dtype=np.float64, na_value=np.nan),
+        requests["answer_branch"].to_numpy(dtype=np.float64, na_value=np.nan),
+        faults,
+    )
+
+
+def subscriber_heads(heads: pd.DataFrame, faults: list[FaultWindow], chain_id: int) -> dict[str, Any]:
+    """newHeads notifications judged like answers: a hash that names no block of the chain is wrong, a
+    head of a branch that was not canonical when it arrived is orphaned (a subscriber left on the old
+    branch by its gateway), both with the first of each."""
+    kind = heads["subscription"].astype("object")
+    rows = np.flatnonzero(
+        (kind.isna() | (kind == "newHeads")).to_numpy() & heads["block_hash"].notna().to_numpy()
+    )
+    chain = Chain(chain_id, 0, 1.0, cache_blocks=1)
+    hashes = heads["block_hash"].astype("object").to_numpy()[rows]
+    decoded = [chain.block_id_of(str(h)) for h in hashes]
+    known = np.asarray([d is not None for d in decoded], dtype=bool)
+    number = np.asarray([d[0] if d else np.nan for d in decoded], dtype=np.float64)
+    branch = np.asarray([d[1] if d else np.nan for d in decoded], dtype=np.float64)
+    t = heads["t"].to_numpy()[rows]
+    orphaned = _orphaned(t, number, branch, faults) & known
+    result: dict[str, Any] = {
+        "checked": int(rows.size),
+        "wrong": int((~known).sum()),
+        "orphaned": int(orphaned.sum()),
+    }
+    for name, mask in (("wrong", ~known), ("orphaned", orphaned)):
+        hit = np.flatnonzero(mask)
+        if hit.size:
+            row = heads.iloc[int(rows[hit[0]])]
+            result[f"first_{name}"] = {
+                "t": float(row["t"]),
+                "subscriber": str(row["subscriber"]),
+                "block_number": int(row["block_number"]) if pd.notna(row["block_number"]) else None,
+                "block_hash": str(row["block_hash"]),
+            }
+    return result
+
+
+def _orphaned(t: np.ndarray, number: np.ndarray, branch: np.ndarray, faults: list[FaultWindow]) -> np.ndarray:
     has = np.isfinite(branch) & np.isfinite(number)
+    if not has.any():
+        return np.zeros(t.size, dtype=bool)
     timeline = _branch_timeline(faults)
     starts = np.asarray([0.0] + [at for at, _ in timeline])
     states: list[tuple[int, ...]] = [(), *(forks for _, forks in timeline)]
     epoch = np.searchsorted(starts, t, side="right") - 1  # which state was in force at each send
-    orphaned = np.zeros(len(requests), dtype=bool)
+    orphaned = np.zeros(t.size, dtype=bool)
     for k, forks in enumerate(states):
         rows = np.flatnonzero(has & (np.maximum(epoch, 0) == k))
         if rows.size == 0:
@@ -122,7 +174,11 @@ def head_regressions(requests: pd.DataFrame) -> tuple[int | None, np.ndarray]:
 
 
 def analyse_correctness(
-    requests: pd.DataFrame, faults: list[FaultWindow], subscription: dict[str, Any] | None = None
+    requests: pd.DataFrame,
+    faults: list[FaultWindow],
+    subscription: dict[str, Any] | None = None,
+    heads: pd.DataFrame | None = None,
+    chain_id: int = 1,
 ) -> dict[str, Any]:
     check = requests["check"].astype("object")
     checked_mask = check.notna().to_numpy()
@@ -139,7 +195,9 @@ def analyse_correctness(
     total_regressions = None
     if regressions is not None or sub_regressions is not None:
         total_regressions = (regressions or 0) + (sub_regressions or 0)
-    wrong_total: int | None = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum())
+    sub = subscriber_heads(heads, faults, chain_id) if heads is not None and len(heads) else None
+    wrong_heads = (sub["wrong"] + sub["orphaned"]) if sub else 0
+    wrong_total: int | None = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum()) + wrong_heads
     unknown = unknown_forks(faults)
     notes = []
     if unknown:  # which branch was canonical when is unknown: orphaned answers cannot be told apart
@@ -159,10 +217,25 @@ def analyse_correctness(
         first = _first(requests, mask, name)
         if first is not None:
             anomalies[name] = first
+    for name in ("wrong", "orphaned"):
+        first_head = (sub or {}).get(f"first_{name}")
+        if first_head is not None:
+            anomalies[f"head_{name}"] = {
+                "kind": f"head_{name}",
+                "count": sub[name] if sub else 0,
+                "t": first_head["t"],
+                "method": "newHeads",
+                "client": first_head["subscriber"],
+                "provider": None,
+                "expected": None if name == "wrong" else "a head of the canonical branch",
+                "got": f"{first_head['block_hash']} (block {first_head['block_number']})",
+                "detail": None,
+            }
     return {
         "checked": checked,
         "ok": int(((kind == "ok") & ~orphaned).sum()),
-        "wrong_answers": wrong_total if checked else None,
+        "wrong_answers": wrong_total if checked or sub else None,
+        "subscriber_heads": sub,
         "notes": notes,
         "wrong": int(is_wrong.sum()),
         "wrong_chain": int(is_wrong_chain.sum()),

@@ -230,12 +230,14 @@ _ANOMALY_NAMES = {
     "orphaned": "orphaned branch (after a reorg)",
     "stale": "stale read",
     "head_regression": "head went backwards",
+    "head_wrong": "subscriber head not of this chain",
+    "head_orphaned": "subscriber head of an orphaned branch",
 }
 
 
 def correctness_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
     c = s.get("correctness") or {}
-    if not c.get("checked"):
+    if not c.get("checked") and not c.get("subscriber_heads"):
         return []
     stale = c["max_stale_blocks"]
     return [
@@ -245,11 +247,16 @@ def correctness_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
         ["stale reads", f"{r.num(c['stale'])} ({r.pct(c['stale_read_rate'])})"],
         ["largest head lag", "–" if stale is None else f"{stale} blocks"],
         ["head regressions", r.num(c["head_regressions"])],
+        ["subscriber heads wrong / orphaned", _heads_cell(c.get("subscriber_heads"))],
         [
             "reorgs",
             ", ".join(f"block {x['fork_block']} at {r.secs(x['at_s'])}" for x in c["reorgs"]) or "none",
         ],
     ]
+
+
+def _heads_cell(sub: dict[str, Any] | None) -> str:
+    return "–" if not sub else f"{r.num(sub['wrong'])} / {r.num(sub['orphaned'])} of {r.num(sub['checked'])}"
 
 
 def anomaly_rows(s: dict[str, Any]) -> list[list[r.Cell]]:

@@ -177,15 +177,19 @@ def _stale_read_rate(threshold: float, s: dict[str, Any]) -> SLOCheck:
 
 def _wrong_answers(threshold: float, s: dict[str, Any]) -> SLOCheck:
     c = _correctness(s)
-    missing = (c.get("notes") or [_UNCHECKED])[0] if c.get("checked") else _UNCHECKED
+    missing = (
+        (c.get("notes") or [_UNCHECKED])[0] if c.get("checked") or c.get("subscriber_heads") else _UNCHECKED
+    )
     check = _at_most(
         "wrong_answers", f"wrong answers ≤ {int(threshold)}", threshold, c.get("wrong_answers"), missing
     )
     if check.actual is None:
         return check
+    heads = c.get("subscriber_heads") or {}
     detail = (
         f"{check.detail}: {c['wrong']} wrong, {c['wrong_chain']} of another chain, {c['orphaned']} orphaned, "
-        f"of {c['checked']} checked"
+        f"of {c['checked']} checked answers; {heads.get('wrong', 0)} wrong and {heads.get('orphaned', 0)} "
+        f"orphaned of {heads.get('checked', 0)} subscriber heads"
     )
     return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
 

@@ -91,7 +91,9 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
         },
         "breakers": breakers,
         "subscription": subscription,
-        "correctness": analyse_correctness(requests, run.faults, subscription),
+        "correctness": analyse_correctness(
+            requests, run.faults, subscription, run.heads, chain_id_of(run.manifest)
+        ),
         "soak": soak.summary,
         "slos": run.slos.model_dump(exclude_none=True),
         "definitions": definitions(settings),
@@ -100,6 +102,14 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
     slo = evaluate(run.slos, summary)
     summary["slo"] = slo.to_dict()
     return Analysis(run, settings, _plain(summary), timeline(requests, run.duration), series, slo, soak)
+
+
+def chain_id_of(manifest: dict[str, Any]) -> int:
+    """The chain id the run's providers served (the scenario's; 1 when the manifest does not say)."""
+    scenario = manifest.get("scenario")
+    topology = scenario.get("topology") if isinstance(scenario, dict) else None
+    chain_id = topology.get("chain_id") if isinstance(topology, dict) else None
+    return chain_id if isinstance(chain_id, int) and not isinstance(chain_id, bool) else 1
 
 
 def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:

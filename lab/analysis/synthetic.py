@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lab.provider.chain import Chain
 from lab.record import TABLES, RunDir
 
 DEFAULT_PROVIDERS: Mapping[str, float] = {"provider-a": 1.0, "provider-b": 1.0, "provider-c": 1.0}
@@ -420,13 +421,17 @@ def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:
     order = np.argsort(t, kind="stable")
     n = t.size
     ts_us = np.round((plan.start_unix + t[order]) * 1_000_000).astype(np.int64)
+    # The lab chain's own hashes (chain id 1), so the checker's analysis finds every head canonical.
+    chain = Chain(1, plan.start_unix, heads.block_time_s, cache_blocks=1)
+    low, high = int(number.min(initial=1)), int(number.max(initial=0))
+    hash_of = np.asarray([chain.block_hash(k) for k in range(low - 1, high + 1)], dtype=object)
     columns: dict[str, Any] = {
         "ts": pa.array(ts_us, type=pa.int64()).cast(TABLES["heads"].field("ts").type),
         "subscriber": np.concatenate(rows["subscriber"])[order],
         "subscription": np.full(n, "newHeads", dtype=object),
         "block_number": number[order],
-        "block_hash": np.char.add("0xh", number[order].astype(str)).astype(object),
-        "parent_hash": np.char.add("0xh", (number[order] - 1).astype(str)).astype(object),
+        "block_hash": hash_of[number[order] - low + 1],
+        "parent_hash": hash_of[number[order] - low],
         "block_timestamp": np.concatenate(rows["block_ts"])[order],
         "provider": np.full(n, heads.provider, dtype=object),
         "worker": np.full(n, "synthetic", dtype=object),

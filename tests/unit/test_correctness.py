@@ -125,3 +125,36 @@ def test_a_reorgs_new_branch_is_not_a_regression_but_an_old_head_again_is() -> N
     sub = analyse_subscriptions(heads, 1_700_000_000.0, 20.0)
     assert sub["reorgs"] == 2 and sub["duplicates"] == 1
     assert sub["regressions"] == 1  # only the orphaned head delivered again
+
+
+def test_subscriber_heads_left_on_the_orphaned_branch_or_foreign_are_wrong_answers() -> None:
+    from lab.analysis.correctness import analyse_correctness
+    from lab.analysis.loading import FaultWindow
+
+    old = Chain(1, 1_700_000_000, 1.0)
+    numbers = list(range(100, 110))
+    hashes = [old.block_hash(n) for n in numbers]
+    hashes[-1] = Chain(5, 1_700_000_000, 1.0).block_hash(109)  # another chain's head
+    heads = pd.DataFrame(
+        {
+            "t": [float(i) for i in range(len(numbers))],
+            "subscriber": pd.Categorical(["s"] * len(numbers)),
+            "subscription": pd.Categorical(["newHeads"] * len(numbers)),
+            "block_number": numbers,
+            "block_hash": hashes,
+            "block_timestamp": [1_700_000_000 + n for n in numbers],
+        }
+    )
+    reorg = FaultWindow("r#0", "r", "reorg", "p1", {"fork_block": 104}, 2.0, 2.0, True)
+    requests = pd.DataFrame(
+        {c: pd.Series([], dtype=object) for c in ("check", "client", "provider", "method", "check_detail")}
+        | {
+            c: pd.Series([], dtype=float)
+            for c in ("t", "answer_block", "answer_branch", "stale_blocks", "latency_ms")
+        }
+    )
+    c = analyse_correctness(requests, [reorg], None, heads, 1)
+    # Heads 104.. of the old branch arriving from t = 4 s (2 s of grace after the reorg) are orphaned.
+    assert c["subscriber_heads"]["orphaned"] == 5 and c["subscriber_heads"]["wrong"] == 1
+    assert c["subscriber_heads"]["first_orphaned"]["block_number"] == 104
+    assert c["wrong_answers"] == 6
