@@ -1,7 +1,8 @@
 """Were the answers right? The checker's columns (lab.checker) judged over the whole run.
 
 - wrong answers: `check` wrong or wrong_chain, subscribers' newHeads whose hash names no block of the
-  chain or a block of an orphaned branch, and answers on an orphaned branch: an answer whose block is
+  chain or a block of an orphaned branch, or whose parent is not the head the subscriber holds below it
+  (a reorg it was never shown), and answers on an orphaned branch: an answer whose block is
   on a branch other than the canonical one at its send time (the run's `reorg` faults say which branch
   is canonical when; within `REORG_GRACE_S` of a reorg either branch is right, as the reorg reaches the
   providers one by one and answers already on their way carry the old one);
@@ -196,7 +197,9 @@ def analyse_correctness(
     if regressions is not None or sub_regressions is not None:
         total_regressions = (regressions or 0) + (sub_regressions or 0)
     sub = subscriber_heads(heads, faults, chain_id) if heads is not None and len(heads) else None
+    missed = (subscription or {}).get("missed_reorgs") or 0
     wrong_heads = (sub["wrong"] + sub["orphaned"]) if sub else 0
+    wrong_heads += missed
     wrong_total: int | None = int(is_wrong.sum() + is_wrong_chain.sum() + orphaned.sum()) + wrong_heads
     unknown = unknown_forks(faults)
     notes = []
@@ -236,6 +239,7 @@ def analyse_correctness(
         "ok": int(((kind == "ok") & ~orphaned).sum()),
         "wrong_answers": wrong_total if checked or sub else None,
         "subscriber_heads": sub,
+        "subscriber_missed_reorgs": missed,
         "notes": notes,
         "wrong": int(is_wrong.sum()),
         "wrong_chain": int(is_wrong_chain.sum()),

@@ -40,7 +40,15 @@ REQUEST_COLUMNS = (
     "check",
     "check_detail",
 )
-HEAD_COLUMNS = ("ts", "subscriber", "subscription", "block_number", "block_hash", "block_timestamp")
+HEAD_COLUMNS = (
+    "ts",
+    "subscriber",
+    "subscription",
+    "block_number",
+    "block_hash",
+    "parent_hash",
+    "block_timestamp",
+)
 _CATEGORICAL = frozenset(
     {
         "method",

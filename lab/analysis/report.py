@@ -248,6 +248,7 @@ def correctness_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
         ["largest head lag", "–" if stale is None else f"{stale} blocks"],
         ["head regressions", r.num(c["head_regressions"])],
         ["subscriber heads wrong / orphaned", _heads_cell(c.get("subscriber_heads"))],
+        ["reorgs subscribers were never shown", r.num(c.get("subscriber_missed_reorgs"))],
         [
             "reorgs",
             ", ".join(f"block {x['fork_block']} at {r.secs(x['at_s'])}" for x in c["reorgs"]) or "none",

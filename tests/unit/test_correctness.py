@@ -158,3 +158,24 @@ def test_subscriber_heads_left_on_the_orphaned_branch_or_foreign_are_wrong_answe
     assert c["subscriber_heads"]["orphaned"] == 5 and c["subscriber_heads"]["wrong"] == 1
     assert c["subscriber_heads"]["first_orphaned"]["block_number"] == 104
     assert c["wrong_answers"] == 6
+
+
+def test_a_reorg_a_subscriber_was_never_shown_is_a_missed_reorg_and_a_wrong_answer(tmp_path: Path) -> None:
+    chain = Chain(1, 1_700_000_000, 1.0)
+    old = [chain.block(n, False) for n in range(100, 106)]
+    chain.reorg(104)
+    new = chain.block(106, False)  # a gateway that drops the reorg's heads delivers 106 on top of them
+    delivered = [*old, new]
+    heads = pd.DataFrame(
+        {
+            "t": [float(i) for i in range(len(delivered))],
+            "subscriber": pd.Categorical(["s"] * len(delivered)),
+            "subscription": pd.Categorical(["newHeads"] * len(delivered)),
+            "block_number": [int(b["number"], 16) for b in delivered],
+            "block_hash": [b["hash"] for b in delivered],
+            "parent_hash": [b["parentHash"] for b in delivered],
+            "block_timestamp": [int(b["timestamp"], 16) for b in delivered],
+        }
+    )
+    sub = analyse_subscriptions(heads, 1_700_000_000.0, 10.0)
+    assert sub["missed_reorgs"] == 1 and sub["reorgs"] == 0 and sub["regressions"] == 0
