@@ -117,16 +117,17 @@ def subscriber_heads(heads: pd.DataFrame, faults: list[FaultWindow], chain_id: i
 
 
 def _orphaned(t: np.ndarray, number: np.ndarray, branch: np.ndarray, faults: list[FaultWindow]) -> np.ndarray:
-    has = np.isfinite(branch) & np.isfinite(number)
-    if not has.any():
-        return np.zeros(t.size, dtype=bool)
+    orphaned = np.zeros(t.size, dtype=bool)
+    candidates = np.flatnonzero(np.isfinite(branch) & np.isfinite(number))  # answers that name a block
+    if candidates.size == 0:
+        return orphaned
     timeline = _branch_timeline(faults)
     starts = np.asarray([0.0] + [at for at, _ in timeline])
     states: list[tuple[int, ...]] = [(), *(forks for _, forks in timeline)]
-    epoch = np.searchsorted(starts, t, side="right") - 1  # which state was in force at each send
-    orphaned = np.zeros(t.size, dtype=bool)
+    # which state was in force at each send
+    epoch = np.maximum(np.searchsorted(starts, t[candidates], side="right") - 1, 0)
     for k, forks in enumerate(states):
-        rows = np.flatnonzero(has & (np.maximum(epoch, 0) == k))
+        rows = candidates[epoch == k]
         if rows.size == 0:
             continue
         right = _canonical(number[rows], forks) == branch[rows]
@@ -181,14 +182,22 @@ def analyse_correctness(
     heads: pd.DataFrame | None = None,
     chain_id: int = 1,
 ) -> dict[str, Any]:
-    check = requests["check"].astype("object")
-    checked_mask = check.notna().to_numpy()
+    check = requests["check"]
+    if not isinstance(check.dtype, pd.CategoricalDtype):
+        check = check.astype("category")
+    codes = check.cat.codes.to_numpy()  # compare small integer codes, not 10 M strings
+
+    def outcome(name: str) -> np.ndarray:
+        categories = list(check.cat.categories)
+        return codes == categories.index(name) if name in categories else np.zeros(codes.size, dtype=bool)
+
+    checked_mask = codes >= 0
     checked = int(checked_mask.sum())
     orphaned = orphaned_mask(requests, faults) & checked_mask
-    kind = check.to_numpy(dtype=object)
-    is_wrong = (kind == "wrong") & ~orphaned
-    is_wrong_chain = kind == "wrong_chain"
-    is_stale = (kind == "stale") & ~orphaned
+    is_ok = outcome("ok") & ~orphaned
+    is_wrong = outcome("wrong") & ~orphaned
+    is_wrong_chain = outcome("wrong_chain")
+    is_stale = outcome("stale") & ~orphaned
     stale = requests["stale_blocks"].to_numpy(dtype=np.float64, na_value=np.nan)
     head_answers = np.isfinite(stale)
     regressions, regressed = head_regressions(requests)
@@ -236,7 +245,7 @@ def analyse_correctness(
             }
     return {
         "checked": checked,
-        "ok": int(((kind == "ok") & ~orphaned).sum()),
+        "ok": int(is_ok.sum()),
         "wrong_answers": wrong_total if checked or sub else None,
         "subscriber_heads": sub,
         "subscriber_missed_reorgs": missed,

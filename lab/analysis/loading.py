@@ -24,22 +24,10 @@ import pydantic
 from lab.record import MANIFEST, TABLES, iter_events
 from lab.scenario.slos import SLOSpec
 
-REQUEST_COLUMNS = (
-    "ts",
-    "method",
-    "latency_ms",
-    "ok",
-    "error_class",
-    "provider",
-    "attempts",
-    # the checker's (lab.checker; null in a record from before it, or with the checker off)
-    "client",
-    "answer_block",
-    "answer_branch",
-    "stale_blocks",
-    "check",
-    "check_detail",
-)
+REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
+# The checker's (lab.checker; null in a record from before it, or with the checker off): read in a second
+# pass, so that the first pass's Arrow table is gone before these columns are converted (peak memory).
+CHECKER_COLUMNS = ("client", "answer_block", "answer_branch", "stale_blocks", "check", "check_detail")
 HEAD_COLUMNS = (
     "ts",
     "subscriber",
@@ -158,6 +146,10 @@ def load_run(path: str | Path) -> RunData:
     name, slos = scenario_of(manifest, path / MANIFEST)
     warnings: list[str] = []
     requests_us, requests = _read_table(path, "requests", REQUEST_COLUMNS)
+    _, checker = _read_table(path, "requests", ("ts", *CHECKER_COLUMNS))  # the same files, the same order
+    for name in CHECKER_COLUMNS:
+        requests[name] = checker[name]
+    del checker
     heads_us, heads = _read_table(path, "heads", HEAD_COLUMNS)
     fault_events = _read_events(path, "faults")
     gateway_events = (
@@ -245,13 +237,18 @@ def _read_table(path: Path, table: str, columns: Sequence[str]) -> tuple[np.ndar
     else:
         arrow = read_schema.empty_table().select(["ts", *wanted])
     ts = arrow.column("ts").cast(pa.int64()).to_numpy()
-    frame = pd.DataFrame({c: _column(arrow.column(c), c) for c in wanted})
     # Parts from several writers interleave in time; stable, so equal times keep their record order.
-    if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
-        order = np.argsort(ts, kind="stable")
+    order = np.argsort(ts, kind="stable") if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])) else None
+    if order is not None:
         ts = ts[order]
-        frame = frame.take(order).reset_index(drop=True)
-    return ts, frame
+    data: dict[str, Any] = {}
+    for name in wanted:  # one column at a time, each freed from the Arrow table once converted (peak memory)
+        values = _column(arrow.column(name), name)
+        arrow = arrow.drop_columns([name])
+        if isinstance(values, pd.Series):
+            values = values.array
+        data[name] = values if order is None else values[order]
+    return ts, pd.DataFrame(data, copy=False)
 
 
 def _column(column: pa.ChunkedArray, name: str) -> Any:
