@@ -25,8 +25,7 @@ from lab.record import MANIFEST, TABLES, iter_events
 from lab.scenario.slos import SLOSpec
 
 REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
-# The checker's (lab.checker; null in a record from before it, or with the checker off): read in a second
-# pass, so that the first pass's Arrow table is gone before these columns are converted (peak memory).
+# The checker's (lab.checker; null in a record from before it, or with the checker off).
 CHECKER_COLUMNS = ("client", "answer_block", "answer_branch", "stale_blocks", "check", "check_detail")
 HEAD_COLUMNS = (
     "ts",
@@ -145,11 +144,7 @@ def load_run(path: str | Path) -> RunData:
     manifest = read_manifest(path)
     name, slos = scenario_of(manifest, path / MANIFEST)
     warnings: list[str] = []
-    requests_us, requests = _read_table(path, "requests", REQUEST_COLUMNS)
-    _, checker = _read_table(path, "requests", ("ts", *CHECKER_COLUMNS))  # the same files, the same order
-    for name in CHECKER_COLUMNS:
-        requests[name] = checker[name]
-    del checker
+    requests_us, requests = _read_table(path, "requests", (*REQUEST_COLUMNS, *CHECKER_COLUMNS))
     heads_us, heads = _read_table(path, "heads", HEAD_COLUMNS)
     fault_events = _read_events(path, "faults")
     gateway_events = (
