@@ -42,6 +42,7 @@ class ChainPolicy:
     head_poll_interval_s: float
     block_time_s: float | None
     gap_filling: bool
+    follow_reorgs: bool
     max_backfill_blocks: int
     backfill_timeout_s: float
     silence_timeout_s: float
@@ -74,6 +75,7 @@ class ChainPolicy:
             ),
             block_time_s=block_time_s,
             gap_filling=settings.gap_filling,
+            follow_reorgs=settings.follow_reorgs,
             max_backfill_blocks=_first(failover.max_backfill_blocks, settings.max_backfill_blocks),
             backfill_timeout_s=(
                 failover.backfill_timeout_ms / 1000 if failover.backfill_timeout_ms else settings.deadline_s

@@ -440,7 +440,8 @@ class _Group:
         delivered = self._head_hashes.get(number)
         block_hash, parent = header.get("hash"), header.get("parentHash")
         return (
-            delivered is not None
+            self.chain.policy.follow_reorgs
+            and delivered is not None
             and isinstance(block_hash, str)
             and block_hash != delivered
             and parent == self._head_hashes.get(number - 1)

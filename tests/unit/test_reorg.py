@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +16,9 @@ import orjson
 import pytest
 
 from lab.faults.actions import ReorgAction, parse_action
+from lab.gateway.launch import GatewayEndpoint, profile_yaml, running_gateway
 from lab.provider.chain import Chain
-from lab.provider.launch import FakeClock, running_provider
+from lab.provider.launch import FakeClock, ProviderEndpoint, running_provider
 
 GENESIS = 1_700_000_000
 START = GENESIS + 10_000  # head 10_000
@@ -147,43 +151,79 @@ def test_reorg_action_forks_every_target_at_the_same_block_and_is_instant() -> N
         parse_action({"type": "reorg", "depth": 0})
 
 
+@asynccontextmanager
+async def gateway_lab(
+    tmp_path: Path, gateway: dict[str, Any] | None = None
+) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, ProviderEndpoint]]]:
+    genesis = time.time() - 100
+    async with AsyncExitStack() as stack:
+        providers = {
+            pid: await stack.enter_async_context(running_provider(pid, block_time=0.05, genesis_time=genesis))
+            for pid in ("p1", "p2")
+        }
+        path = tmp_path / "public.yml"
+        path.write_text(profile_yaml("public", providers, name="T", block_time_s=0.05, gateway=gateway))
+        yield await stack.enter_async_context(running_gateway(path)), providers
+
+
+async def _heads_around_a_reorg(
+    tmp_path: Path, gateway: dict[str, Any] | None
+) -> tuple[int, dict[int, str], list[dict[str, Any]], dict[str, Any]]:
+    """(fork block, the hashes delivered before the reorg, every head delivered after it until two blocks
+    past the old head, the gateway's answer for the fork block over HTTP)."""
+    async with gateway_lab(tmp_path, gateway) as (gw, providers), aiohttp.ClientSession() as session:
+        async with session.ws_connect(gw.ws_url("ethereum")) as ws:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+            await ws.send_bytes(orjson.dumps(body))
+            assert "result" in await ws.receive_json()
+            seen: dict[int, str] = {}
+            while len(seen) < 3:
+                head = (await ws.receive_json())["params"]["result"]
+                seen[int(head["number"], 16)] = head["hash"]
+            fork = max(seen) - 1  # the last two heads delivered get replaced
+            for provider in providers.values():
+                status, _ = await _post(session, provider.control_url + "reorg", {"fork_block": fork})
+                assert status == 200
+            after: list[dict[str, Any]] = []
+            while not after or int(after[-1]["number"], 16) < max(seen) + 2:
+                after.append((await ws.receive_json())["params"]["result"])
+        body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": [hex(fork), False]}
+        async with session.post(gw.url + "/rpc/ethereum", data=orjson.dumps(body)) as response:
+            block = (await response.json())["result"]
+    return fork, seen, after, block
+
+
+def _delivered(seen: dict[int, str], after: list[dict[str, Any]]) -> list[tuple[int, str, str | None]]:
+    """(number, hash, parent hash) of every head delivered, in order (the first ones without parents)."""
+    return [(n, h, None) for n, h in sorted(seen.items())] + [
+        (int(h["number"], 16), h["hash"], h["parentHash"]) for h in after
+    ]
+
+
 def test_the_reference_gateway_passes_a_reorg_on_to_new_heads_subscribers_and_http_readers(
     tmp_path: Path,
 ) -> None:
-    from tests.unit.test_gateway_subscriptions import lab as gateway_lab
-    from tests.unit.test_gateway_subscriptions import subscribe
+    fork, seen, after, block = asyncio.run(asyncio.wait_for(_heads_around_a_reorg(tmp_path, None), 30))
+    checker = Chain(1, 0, 1.0)
+    heads = _delivered(seen, after)
+    branch = [checker.block_id_of(h)[1] for _, h, _ in heads]  # type: ignore[index]
+    first_new = branch.index(fork)
+    assert all(b == 0 for b in branch[:first_new]) and all(b == fork for b in branch[first_new:])
+    assert heads[first_new][0] == fork  # the new branch from its fork block, in order
+    old_below = {n: h for (n, h, _), b in zip(heads, branch, strict=True) if b == 0}
+    assert heads[first_new][2] == old_below[fork - 1]  # on top of the head delivered below it
+    assert all(b[2] == a[1] for a, b in itertools.pairwise(heads[first_new:]))
+    assert block["hash"] == heads[first_new][1]  # HTTP readers get the new branch too
 
-    async def scenario() -> None:
-        async with gateway_lab(tmp_path) as (gw, providers), aiohttp.ClientSession() as session:
-            async with session.ws_connect(gw.ws_url("ethereum")) as ws:
-                await subscribe(ws, ["newHeads"])
-                seen: dict[int, str] = {}
-                while len(seen) < 3:
-                    head = (await ws.receive_json())["params"]["result"]
-                    seen[int(head["number"], 16)] = head["hash"]
-                fork = max(seen) - 1  # the last two heads delivered get replaced
-                for provider in providers.values():
-                    status, _ = await _post(session, provider.control_url + "reorg", {"fork_block": fork})
-                    assert status == 200
-                again: list[dict[str, Any]] = []
-                while not again or int(again[-1]["number"], 16) < max(seen) + 2:
-                    head = (await ws.receive_json())["params"]["result"]
-                    number = int(head["number"], 16)
-                    if number >= fork and head["hash"] != seen.get(number):
-                        again.append(head)
-                    else:
-                        assert number > max(seen), "an old-branch head after the reorg"
-            checker = Chain(1, 0, 1.0)
-            assert int(again[0]["number"], 16) == fork  # the new branch from its fork block, in order
-            assert again[0]["parentHash"] == seen[fork - 1]
-            assert all(checker.block_id_of(h["hash"])[1] == fork for h in again)  # type: ignore[index]
-            assert all(b["parentHash"] == a["hash"] for a, b in itertools.pairwise(again))
-            body = {"jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": [hex(fork), False]}
-            async with session.post(gw.url + "/rpc/ethereum", data=orjson.dumps(body)) as response:
-                block = (await response.json())["result"]
-            assert block["hash"] == again[0]["hash"]
 
-    asyncio.run(asyncio.wait_for(scenario(), 30))
+def test_with_follow_reorgs_off_subscribers_never_see_the_new_branch(tmp_path: Path) -> None:
+    run = _heads_around_a_reorg(tmp_path, {"follow_reorgs": False})
+    fork, seen, after, block = asyncio.run(asyncio.wait_for(run, 30))
+    heads = _delivered(seen, after)
+    assert all(b[0] == a[0] + 1 for a, b in itertools.pairwise(heads))  # the replaced numbers are dropped
+    broken = [b for a, b in itertools.pairwise(heads) if b[2] is not None and b[2] != a[1]]
+    assert len(broken) == 1 and broken[0][0] > fork  # a head on top of blocks they were never shown
+    assert block["hash"] != seen[fork]
 
 
 def test_the_nemesis_records_the_fork_block_a_reorg_found() -> None:
