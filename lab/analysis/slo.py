@@ -189,7 +189,8 @@ def _wrong_answers(threshold: float, s: dict[str, Any]) -> SLOCheck:
     detail = (
         f"{check.detail}: {c['wrong']} wrong, {c['wrong_chain']} of another chain, {c['orphaned']} orphaned, "
         f"of {c['checked']} checked answers; {heads.get('wrong', 0)} wrong and {heads.get('orphaned', 0)} "
-        f"orphaned of {heads.get('checked', 0)} subscriber heads"
+        f"orphaned of {heads.get('checked', 0)} subscriber heads, "
+        f"{c.get('subscriber_missed_reorgs') or 0} reorgs subscribers were never shown"
     )
     return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
 
