@@ -251,9 +251,19 @@ def correctness_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
         ["reorgs subscribers were never shown", r.num(c.get("subscriber_missed_reorgs"))],
         [
             "reorgs",
-            ", ".join(f"block {x['fork_block']} at {r.secs(x['at_s'])}" for x in c["reorgs"]) or "none",
+            _reorgs_cell(c["reorgs"]),
         ],
     ]
+
+
+def _reorgs_cell(reorgs: list[dict[str, Any]]) -> str:
+    """Each fork block once, at its first target's time, with how many providers took it."""
+    first: dict[Any, tuple[float, int]] = {}
+    for x in reorgs:
+        at, count = first.get(x["fork_block"], (x["at_s"], 0))
+        first[x["fork_block"]] = (min(at, x["at_s"]), count + 1)
+    parts = [f"from block {fork} at {r.secs(at)} ({n} providers)" for fork, (at, n) in first.items()]
+    return ", ".join(parts) or "none"
 
 
 def _heads_cell(sub: dict[str, Any] | None) -> str:
