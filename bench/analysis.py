@@ -2,8 +2,9 @@
 
 The record is shaped like a real hour-long run: 4 Locust workers each closing one parquet part per
 second (14,400 request parts), 28 WebSocket subscribers, faults with error bursts, a provider outage and
-breaker events. `lab report` runs as a child process; its wall time and peak RSS (from wait4's rusage)
-are printed against the targets (60 s, 4 GB). Exit code 1 when a target is missed.
+breaker events, and the checker's columns (lab.checker: 200 clients, head answers, a stale window,
+wrong and orphaned answers, a reorg). `lab report` runs as a child process; its wall time and peak RSS
+(from wait4's rusage) are printed against the targets (60 s, 4 GB). Exit code 1 when a target is missed.
 
     .venv/bin/python bench/analysis.py [--dir /tmp/lab-bench-analysis] [--rebuild]
 """
@@ -19,11 +20,13 @@ import time
 from pathlib import Path
 
 from lab.analysis.synthetic import (
+    CheckerPlan,
     ErrorBurst,
     Fault,
     HeadsPlan,
     LatencyShift,
     ProviderOutage,
+    StaleWindow,
     SyntheticRun,
     breaker_events,
     write_run,
@@ -46,7 +49,15 @@ def plan() -> SyntheticRun:
             Fault("latency-b", 600, 900, target="provider-b", params={"latency_ms": 200}),
             Fault("kill-a", 1500, 1800, target="provider-a", action="kill"),
             Fault("partition-c", 2700, 2760, target="provider-c", action="partition"),
+            Fault("reorg", 3000, 3000, action="reorg", params={"fork_block": 3_998, "depth": 3}),
         ],
+        checker=CheckerPlan(
+            clients=200,
+            stale=[StaleWindow(1200, 1230, 10)],
+            wrong_at_s=[100.0, 2000.0],
+            orphaned_at_s=[2500.0, 3100.0],
+            orphaned_branch=3_998,
+        ),
         shifts=[LatencyShift(600, 900, factor=1.0, add_ms=60)],
         bursts=[ErrorBurst(1500, 1504, 1.0), ErrorBurst(2700, 2712, 0.3, "timeout")],
         outages=[ProviderOutage("provider-a", 1502, 1830), ProviderOutage("provider-c", 2705, 2790)],
@@ -56,7 +67,17 @@ def plan() -> SyntheticRun:
             *breaker_events("provider-c", 2702, 2762, 2790),
         ],
         scenario="bench-10m",
-        slos={"success_rate": 0.99, "p95_ms": 500, "p99_ms": 1000, "max_gap": 0, "recovery_s": 30},
+        slos={
+            "success_rate": 0.99,
+            "p95_ms": 500,
+            "p99_ms": 1000,
+            "max_gap": 0,
+            "recovery_s": 30,
+            "wrong_answers": 0,
+            "head_regressions": 0,
+            "max_stale_blocks": 1,
+            "stale_read_rate": 0.001,
+        },
     )
 
 

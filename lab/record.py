@@ -71,6 +71,9 @@ REQUESTS = pa.schema(
         ("answer_block", pa.int64()),  # the block number the answer names (the head, for head answers)
         ("check", pa.string()),  # null: not checked; else one of CHECK_OUTCOMES
         ("check_detail", pa.string()),  # for a failed check: expected vs got, briefly
+        ("answer_branch", pa.int64()),  # the chain branch the answer's block is on (its fork block; 0 = the
+        # original chain): the analysis judges it against the run's reorgs
+        ("stale_blocks", pa.int32()),  # head answers only: blocks behind the true head at send time
     ]
 )
 
@@ -136,6 +139,7 @@ ERROR_CLASSES = (
 # What the checker found of an answer (the `check` column); lab.checker defines them.
 CHECK_OUTCOMES = (
     "ok",  # matches the simulated chain
+    "stale",  # right once, but behind the head at send time (a lagging node, a cache)
     "wrong",  # contents differ from the canonical chain (a corrupt or foreign answer)
     "wrong_chain",  # the answer belongs to another chain id
 )

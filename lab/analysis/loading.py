@@ -25,8 +25,30 @@ from lab.record import MANIFEST, TABLES, iter_events
 from lab.scenario.slos import SLOSpec
 
 REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
-HEAD_COLUMNS = ("ts", "subscriber", "subscription", "block_number", "block_hash", "block_timestamp")
-_CATEGORICAL = frozenset({"method", "transport", "error_class", "provider", "subscriber", "subscription"})
+# The checker's (lab.checker; null in a record from before it, or with the checker off).
+CHECKER_COLUMNS = ("client", "answer_block", "answer_branch", "stale_blocks", "check", "check_detail")
+HEAD_COLUMNS = (
+    "ts",
+    "subscriber",
+    "subscription",
+    "block_number",
+    "block_hash",
+    "parent_hash",
+    "block_timestamp",
+)
+_CATEGORICAL = frozenset(
+    {
+        "method",
+        "transport",
+        "error_class",
+        "provider",
+        "subscriber",
+        "subscription",
+        "client",
+        "check",
+        "check_detail",
+    }
+)
 
 
 class RecordError(Exception):
@@ -70,7 +92,8 @@ class RunData:
     slos: SLOSpec
     t0: float  # unix seconds of time 0 (the run's start)
     duration: float  # seconds from t0 to the run's end
-    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts
+    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts, and
+    # the checker's client, answer_block, answer_branch, stale_blocks, check, check_detail
     heads: pd.DataFrame  # t, subscriber, subscription, block_number, block_hash, block_timestamp (unix s)
     faults: list[FaultWindow]
     failed_faults: list[FailedFault]
@@ -121,7 +144,7 @@ def load_run(path: str | Path) -> RunData:
     manifest = read_manifest(path)
     name, slos = scenario_of(manifest, path / MANIFEST)
     warnings: list[str] = []
-    requests_us, requests = _read_table(path, "requests", REQUEST_COLUMNS)
+    requests_us, requests = _read_table(path, "requests", (*REQUEST_COLUMNS, *CHECKER_COLUMNS))
     heads_us, heads = _read_table(path, "heads", HEAD_COLUMNS)
     fault_events = _read_events(path, "faults")
     gateway_events = (
@@ -209,13 +232,18 @@ def _read_table(path: Path, table: str, columns: Sequence[str]) -> tuple[np.ndar
     else:
         arrow = read_schema.empty_table().select(["ts", *wanted])
     ts = arrow.column("ts").cast(pa.int64()).to_numpy()
-    frame = pd.DataFrame({c: _column(arrow.column(c), c) for c in wanted})
     # Parts from several writers interleave in time; stable, so equal times keep their record order.
-    if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])):
-        order = np.argsort(ts, kind="stable")
+    order = np.argsort(ts, kind="stable") if ts.size > 1 and bool(np.any(ts[1:] < ts[:-1])) else None
+    if order is not None:
         ts = ts[order]
-        frame = frame.take(order).reset_index(drop=True)
-    return ts, frame
+    data: dict[str, Any] = {}
+    for name in wanted:  # one column at a time, each freed from the Arrow table once converted (peak memory)
+        values = _column(arrow.column(name), name)
+        arrow = arrow.drop_columns([name])
+        if isinstance(values, pd.Series):
+            values = values.array
+        data[name] = values if order is None else values[order]
+    return ts, pd.DataFrame(data, copy=False)
 
 
 def _column(column: pa.ChunkedArray, name: str) -> Any:
@@ -223,8 +251,10 @@ def _column(column: pa.ChunkedArray, name: str) -> Any:
         return column.unify_dictionaries().to_pandas() if column.num_chunks else column.to_pandas()
     if name == "ok":
         return column.fill_null(False).to_numpy()  # an unrecorded outcome is not a success
-    if name == "attempts":
+    if name in ("attempts", "stale_blocks"):
         return column.cast(pa.float32()).to_numpy()  # null → NaN
+    if name in ("answer_block", "answer_branch"):
+        return column.cast(pa.float64()).to_numpy()  # null → NaN (block numbers stay exact below 2^53)
     return column.to_numpy()
 
 

@@ -233,6 +233,7 @@ def subscriber_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
             r.num(x["duplicates"]),
             r.num(x["out_of_order"]),
             r.num(x["reorgs"]),
+            (r.num(x.get("regressions")), "fail" if x.get("regressions") else ""),
             r.secs(x["longest_silence_s"]),
             r.secs(x["head_delay_s"]["p50"]),
             r.secs(x["head_delay_s"]["p95"]),
@@ -244,8 +245,87 @@ def subscriber_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
 
 SUBSCRIBER_HEADERS = (
     "subscriber", "heads", "blocks", "missing", "largest gap", "duplicates", "out of order", "reorgs",
-    "longest silence", "delay p50", "delay p95", "behind at end",
+    "regressions", "longest silence", "delay p50", "delay p95", "behind at end",
 )  # fmt: skip
+
+
+# --- correctness (the checker) -----------------------------------------------------------------------
+
+ANOMALY_HEADERS = ("kind", "count", "first at", "request", "expected", "got", "serving provider")
+_ANOMALY_NAMES = {
+    "wrong": "wrong answer",
+    "wrong_chain": "another chain's answer",
+    "orphaned": "orphaned branch (after a reorg)",
+    "stale": "stale read",
+    "head_regression": "head went backwards",
+    "head_wrong": "subscriber head not of this chain",
+    "head_orphaned": "subscriber head of an orphaned branch",
+}
+
+
+def correctness_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    c = s.get("correctness") or {}
+    if not c.get("checked") and not c.get("subscriber_heads"):
+        return []
+    stale = c["max_stale_blocks"]
+    return [
+        ["answers checked", r.num(c["checked"])],
+        ["wrong answers", (r.num(c["wrong_answers"]), "fail" if c["wrong_answers"] else "")],
+        ["  of them another chain's / orphaned", f"{r.num(c['wrong_chain'])} / {r.num(c['orphaned'])}"],
+        ["stale reads", f"{r.num(c['stale'])} ({r.pct(c['stale_read_rate'])})"],
+        ["largest head lag", "–" if stale is None else f"{stale} blocks"],
+        ["head regressions", r.num(c["head_regressions"])],
+        ["subscriber heads wrong / orphaned", _heads_cell(c.get("subscriber_heads"))],
+        ["reorgs subscribers were never shown", r.num(c.get("subscriber_missed_reorgs"))],
+        [
+            "reorgs",
+            _reorgs_cell(c["reorgs"]),
+        ],
+    ]
+
+
+def _reorgs_cell(reorgs: list[dict[str, Any]]) -> str:
+    """Each fork block once, at its first target's time, with how many providers took it."""
+    first: dict[Any, tuple[float, int]] = {}
+    for x in reorgs:
+        at, count = first.get(x["fork_block"], (x["at_s"], 0))
+        first[x["fork_block"]] = (min(at, x["at_s"]), count + 1)
+    parts = [f"from block {fork} at {r.secs(at)} ({n} providers)" for fork, (at, n) in first.items()]
+    return ", ".join(parts) or "none"
+
+
+def _heads_cell(sub: dict[str, Any] | None) -> str:
+    return "–" if not sub else f"{r.num(sub['wrong'])} / {r.num(sub['orphaned'])} of {r.num(sub['checked'])}"
+
+
+def anomaly_rows(s: dict[str, Any]) -> list[list[r.Cell]]:
+    first = (s.get("correctness") or {}).get("first_anomalies") or {}
+    rows: list[list[r.Cell]] = []
+    for kind, x in first.items():
+        request = " ".join(str(v) for v in (x["method"], f"by {x['client']}" if x["client"] else None) if v)
+        rows.append(
+            [
+                (_ANOMALY_NAMES.get(kind, kind), "no_data" if kind == "stale" else "fail"),
+                r.num(x["count"]),
+                r.secs(x["t"]),
+                request or "–",
+                x["expected"] or (x["detail"] if x["got"] is None else None) or "–",
+                x["got"] or "–",
+                x["provider"] or "–",
+            ]
+        )
+    return rows
+
+
+def _correctness_html(s: dict[str, Any]) -> str:
+    rows = correctness_rows(s)
+    if not rows:
+        return "<p class='no_data'>No answer was checked against the chain (the checker was off).</p>"
+    out = r.html_table(("metric", "value"), rows)
+    anomalies = anomaly_rows(s)
+    if anomalies:
+        out += "<p>First anomaly of each kind:</p>" + r.html_table(ANOMALY_HEADERS, anomalies)
+    return out
 
 
 # --- HTML ------------------------------------------------------------------------------------------
@@ -287,6 +367,7 @@ def report_html(analysis: Analysis) -> str:
     parts += ["<h2>Failover</h2>", _failover_html(s), _plot(plots, "providers", "Provider share over time")]
     parts += ["<h2>Circuit breakers</h2>", _breakers_html(s)]
     parts += ["<h2>Subscriptions</h2>", _subscriptions_html(s), _plot(plots, "heads", "Head delay")]
+    parts += ["<h2>Answers checked against the chain</h2>", _correctness_html(s)]
     if _shows_soak(s):
         parts += [
             "<h2>Soak</h2>",
@@ -420,6 +501,10 @@ def summary_markdown(s: dict[str, Any], report_path: Path | None = None) -> str:
     sub = s["subscription"]
     if sub["heads"]:
         lines += ["", "### Subscriptions", "", r.markdown_table(SUBSCRIBER_HEADERS, subscriber_rows(s))]
+    if correctness_rows(s):
+        lines += ["", "### Answers checked", "", r.markdown_table(("metric", "value"), correctness_rows(s))]
+        if anomaly_rows(s):
+            lines += ["", r.markdown_table(ANOMALY_HEADERS, anomaly_rows(s))]
     if _shows_soak(s):
         lines += ["", "### Soak", "", r.markdown_table(("metric", "value"), soak_rows(s))]
         lines += [f"> {n}" for n in s["soak"]["notes"]]

@@ -187,6 +187,69 @@ def _recovery(threshold: float, s: dict[str, Any]) -> SLOCheck:
     return SLOCheck("recovery_s", objective, threshold, worst["recovery_s"], status, detail)
 
 
+def _correctness(s: dict[str, Any]) -> dict[str, Any]:
+    return s.get("correctness") or {}
+
+
+_UNCHECKED = "no answer was checked (the checker was off, or a record from before it): correctness unknown"
+
+
+def _max_stale_blocks(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    c = _correctness(s)
+    missing = _UNCHECKED if not c.get("checked") else "no head answer was checked"
+    objective = f"head answers ≤ {int(threshold)} blocks behind"
+    return _at_most("max_stale_blocks", objective, threshold, c.get("max_stale_blocks"), missing, " blocks")
+
+
+def _stale_read_rate(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    c = _correctness(s)
+    actual = c.get("stale_read_rate")
+    objective = f"stale reads ≤ {_percent(threshold)}"
+    if actual is None:
+        return SLOCheck("stale_read_rate", objective, threshold, None, "no_data", _UNCHECKED)
+    status: Status = "pass" if actual <= threshold else "fail"
+    detail = f"{actual:.4%} ({c['stale']} of {c['checked']} checked answers; limit {_percent(threshold)})"
+    return SLOCheck("stale_read_rate", objective, threshold, actual, status, detail)
+
+
+def _wrong_answers(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    c = _correctness(s)
+    missing = (
+        (c.get("notes") or [_UNCHECKED])[0] if c.get("checked") or c.get("subscriber_heads") else _UNCHECKED
+    )
+    check = _at_most(
+        "wrong_answers", f"wrong answers ≤ {int(threshold)}", threshold, c.get("wrong_answers"), missing
+    )
+    if check.actual is None:
+        return check
+    heads = c.get("subscriber_heads") or {}
+    detail = (
+        f"{check.detail}: {c['wrong']} wrong, {c['wrong_chain']} of another chain, {c['orphaned']} orphaned, "
+        f"of {c['checked']} checked answers; {heads.get('wrong', 0)} wrong and {heads.get('orphaned', 0)} "
+        f"orphaned of {heads.get('checked', 0)} subscriber heads, "
+        f"{c.get('subscriber_missed_reorgs') or 0} reorgs subscribers were never shown"
+    )
+    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+
+
+def _head_regressions(threshold: float, s: dict[str, Any]) -> SLOCheck:
+    c = _correctness(s)
+    check = _at_most(
+        "head_regressions",
+        f"heads went backwards ≤ {int(threshold)} times",
+        threshold,
+        c.get("head_regressions"),
+        "no head answer with a client and no subscriber head: regressions unknown",
+    )
+    if check.actual is None:
+        return check
+    detail = (
+        f"{check.detail}: {c.get('client_head_regressions')} by clients, "
+        f"{c.get('subscriber_head_regressions')} by subscribers"
+    )
+    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+
+
 def _breaker_opens(threshold: float, s: dict[str, Any]) -> SLOCheck:
     opens = s["breakers"]["opens"]
     missing = s["breakers"].get("unknown") or (
@@ -256,6 +319,10 @@ _CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
     "max_gap": _max_gap,
     "max_duplicates": _max_duplicates,
     "recovery_s": _recovery,
+    "max_stale_blocks": _max_stale_blocks,
+    "stale_read_rate": _stale_read_rate,
+    "wrong_answers": _wrong_answers,
+    "head_regressions": _head_regressions,
     "breaker_opens": _breaker_opens,
     "memory_slope_mb_per_min": _memory_slope,
     "max_open_fds": _max_open_fds,

@@ -3,7 +3,11 @@
 Per subscriber, over its newHeads notifications in arrival order (rows whose subscription is null count
 as newHeads; other subscriptions such as logs are only counted):
 - duplicates: notifications whose (block number, block hash) the subscriber had already received;
-- reorgs: a number received again with a different hash (not a duplicate);
+- reorgs: a number received again with a different hash (not a duplicate): the new branch of a reorg;
+- regressions: notifications with a lower number than one received before that are not a reorg's new
+  branch (a duplicate of an old head, or an old head never seen): the subscriber's head went backwards;
+- missed_reorgs: heads whose parent is not the block the subscriber last received at the number below
+  (a reorg it was never shown: it still holds orphaned heads);
 - missing: block numbers between its lowest and highest received number that never arrived;
 - max_gap: the longest run of consecutive missing numbers; gaps lists each run with the arrival time of
   the head that ended it;
@@ -45,6 +49,9 @@ def analyse_subscriptions(heads: pd.DataFrame, t0: float, run_end: float) -> dic
         "max_gap": max((s["max_gap"] for s in subscribers), default=0),
         "max_duplicates_per_subscriber": max((s["duplicates"] for s in subscribers), default=0),
         "out_of_order": sum(s["out_of_order"] for s in subscribers),
+        "reorgs": sum(s["reorgs"] for s in subscribers),
+        "missed_reorgs": sum(s["missed_reorgs"] for s in subscribers) if subscribers else None,
+        "regressions": sum(s["regressions"] for s in subscribers) if subscribers else None,
         "longest_silence_s": max((s["longest_silence_s"] for s in subscribers), default=None),
         "head_delay_s": _delay_summary(delays),
         "per_subscriber": subscribers,
@@ -63,7 +70,9 @@ def _subscriber(name: str, rows: pd.DataFrame, t0: float, run_end: float, top: i
     gap_at = np.flatnonzero(gaps > 0)
     first_arrival = pd.Series(t).groupby(numbers).min()  # number -> first arrival
     prior_max = np.maximum.accumulate(numbers)
-    out_of_order = int(np.count_nonzero(numbers[1:] < prior_max[:-1]))
+    backwards = np.concatenate([[False], numbers[1:] < prior_max[:-1]])
+    out_of_order = int(np.count_nonzero(backwards))
+    reorg = repeated_number & ~duplicate  # a number seen before, a new hash: the new branch
     silences = np.diff(np.concatenate([t, [max(run_end, t[-1])]]))
     longest = int(np.argmax(silences))
     block_ts = rows["block_timestamp"].to_numpy().astype(np.float64)
@@ -85,7 +94,9 @@ def _subscriber(name: str, rows: pd.DataFrame, t0: float, run_end: float, top: i
             for i in gap_at[:_MAX_LISTED_GAPS]
         ],
         "duplicates": int(np.count_nonzero(duplicate)),
-        "reorgs": int(np.count_nonzero(repeated_number & ~duplicate)),
+        "reorgs": int(np.count_nonzero(reorg)),
+        "regressions": int(np.count_nonzero(backwards & ~reorg)),
+        "missed_reorgs": _missed_reorgs(numbers, hashes, rows),
         "out_of_order": out_of_order,
         "longest_silence_s": float(silences[longest]),
         "longest_silence_from_s": float(t[longest]),
@@ -93,6 +104,22 @@ def _subscriber(name: str, rows: pd.DataFrame, t0: float, run_end: float, top: i
         "head_delay_s": _delay_summary(delays[np.isfinite(delays)]),
         "_delays": delays,
     }
+
+
+def _missed_reorgs(numbers: np.ndarray, hashes: np.ndarray, rows: pd.DataFrame) -> int:
+    """Heads whose parent hash is not the hash last received at the number below (when one was)."""
+    if "parent_hash" not in rows:
+        return 0
+    parents = rows["parent_hash"].astype("object").to_numpy()
+    last: dict[int, str] = {}
+    missed = 0
+    for number, block_hash, parent in zip(numbers.tolist(), hashes.tolist(), parents.tolist(), strict=True):
+        below = last.get(number - 1)
+        if below and isinstance(parent, str) and parent != below:
+            missed += 1
+        if block_hash:
+            last[number] = block_hash
+    return missed
 
 
 def _delay_summary(delays: np.ndarray) -> dict[str, float | None]:

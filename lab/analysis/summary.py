@@ -10,6 +10,7 @@ import numpy as np
 
 from lab.analysis import completeness, failover
 from lab.analysis.breakers import analyse_breakers
+from lab.analysis.correctness import REORG_GRACE_S, analyse_correctness
 from lab.analysis.faults import FaultSeries, RecoverySettings, analyse_faults
 from lab.analysis.loading import RunData
 from lab.analysis.slo import SLOResult, evaluate
@@ -79,6 +80,7 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
     served = requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
     unattributed_failed = ~requests["ok"].to_numpy() & requests["provider"].isna().to_numpy()
     soak = analyse_soak(run.process_metrics, requests, run.duration)
+    subscription = analyse_subscriptions(run.heads, run.t0, run.duration)
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
         "run_id": run.run_id,
@@ -109,7 +111,10 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
             "unattributed_failed": int(unattributed_failed.sum()),  # failed, naming no provider
         },
         "breakers": breakers,
-        "subscription": analyse_subscriptions(run.heads, run.t0, run.duration),
+        "subscription": subscription,
+        "correctness": analyse_correctness(
+            requests, run.faults, subscription, run.heads, chain_id_of(run.manifest)
+        ),
         "soak": soak.summary,
         "slos": run.slos.model_dump(exclude_none=True),
         "definitions": definitions(settings),
@@ -139,6 +144,14 @@ def run_completeness(run: RunData) -> dict[str, Any]:
         failed_faults=failed,
         attempted_fault_ids=attempted,
     )
+
+
+def chain_id_of(manifest: dict[str, Any]) -> int:
+    """The chain id the run's providers served (the scenario's; 1 when the manifest does not say)."""
+    scenario = manifest.get("scenario")
+    topology = scenario.get("topology") if isinstance(scenario, dict) else None
+    chain_id = topology.get("chain_id") if isinstance(topology, dict) else None
+    return chain_id if isinstance(chain_id, int) and not isinstance(chain_id, bool) else 1
 
 
 def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +186,11 @@ def definitions(settings: RecoverySettings) -> dict[str, str]:
         ),
         "error_window": "a fault's first failed request to its last, until the next fault or the run end",
         "max_gap": "the longest run of consecutive block numbers a subscriber never received",
+        "correctness": "every successful answer checked against the simulated chain at its send time "
+        "(lab.checker): wrong = contents differ from the canonical chain (wrong_chain: another chain id; "
+        f"orphaned: a block of a branch a reorg had replaced, {REORG_GRACE_S:g} s after the reorg on); "
+        "stale = behind the head at send time; head regression = a client got a head lower than one it "
+        "had already received, or a subscriber a lower head not through a reorg",
         "memory_slope": "Theil-Sen slope (median of pairwise slopes) of the gateway's "
         "process_resident_memory_bytes over the run, MB (10^6 bytes) per minute",
         "open_fds": "the gateway's process_open_fds: maximum, and growth = median of the last third of the "

@@ -24,6 +24,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lab.provider.chain import Chain
 from lab.record import TABLES, RunDir
 
 DEFAULT_PROVIDERS: Mapping[str, float] = {"provider-a": 1.0, "provider-b": 1.0, "provider-c": 1.0}
@@ -112,6 +113,31 @@ class ProcessPlan:
     restart_s: float | None = None
 
 
+@dataclass(frozen=True)
+class StaleWindow:
+    """Head answers sent in [start_s, end_s) are `lag` blocks behind (a lagging provider served them)."""
+
+    start_s: float
+    end_s: float
+    lag: int
+
+
+@dataclass(frozen=True)
+class CheckerPlan:
+    """The checker's columns (lab.checker): `clients` clients take turns, eth_blockNumber answers are head
+    answers on a chain of `block_time_s` blocks from `first_block`, other successful answers are checked
+    ok; planted: stale windows, wrong answers at `wrong_at_s` (the first answer sent at or after each),
+    answers on branch `orphaned_branch` (a fork block) at `orphaned_at_s`."""
+
+    clients: int = 50
+    block_time_s: float = 1.0
+    first_block: int = 1_000
+    stale: Sequence[StaleWindow] = ()
+    wrong_at_s: Sequence[float] = ()
+    orphaned_at_s: Sequence[float] = ()
+    orphaned_branch: int = 1
+
+
 @dataclass
 class SyntheticRun:
     """What to write; every time is in seconds from the run's start."""
@@ -129,6 +155,7 @@ class SyntheticRun:
     outages: Sequence[ProviderOutage] = ()
     shifts: Sequence[LatencyShift] = ()
     heads: HeadsPlan | None = None
+    checker: CheckerPlan | None = None  # None: a run recorded without the checker (its columns null)
     process: ProcessPlan | None = None  # None: no metrics table (a black-box gateway)
     gateway_events: Sequence[Mapping[str, Any]] = ()  # "ts" relative to the run start; converted on write
     scenario: str = "synthetic"
@@ -315,10 +342,61 @@ def _requests_slice(plan: SyntheticRun, rng: np.random.Generator, index: np.ndar
         "batch_id": np.full(n, None, dtype=object),
         "batch_size": np.full(n, None, dtype=object),
         "worker": np.full(n, "synthetic", dtype=object),
+        "intended_ts": pa.array(ts_us, type=pa.int64()).cast(TABLES["requests"].field("intended_ts").type),
+        "response_ms": latency,
+        **_checker_columns(plan, t, index, np.asarray(method_names, dtype=object)[method], ok),
     }
     schema = TABLES["requests"]  # columns the generator does not plan (e.g. the checker's) stay null
     columns.update({c: pa.nulls(n, schema.field(c).type) for c in schema.names if c not in columns})
     return pa.table(columns, schema=schema)
+
+
+def _checker_columns(
+    plan: SyntheticRun, t: np.ndarray, index: np.ndarray, method: np.ndarray, ok: np.ndarray
+) -> dict[str, Any]:
+    n = t.size
+    nulls = {
+        "client": np.full(n, None, dtype=object),
+        "answer_block": pa.nulls(n, pa.int64()),
+        "answer_branch": pa.nulls(n, pa.int64()),
+        "stale_blocks": pa.nulls(n, pa.int32()),
+        "check": np.full(n, None, dtype=object),
+        "check_detail": np.full(n, None, dtype=object),
+    }
+    c = plan.checker
+    if c is None:
+        return nulls
+    names = np.asarray([f"client-{k}" for k in range(c.clients)], dtype=object)
+    head = c.first_block + np.floor(t / c.block_time_s).astype(np.int64)
+    lag = np.zeros(n, dtype=np.int64)
+    for window in c.stale:
+        lag[(t >= window.start_s) & (t < window.end_s)] = window.lag
+    is_head = ok & (method == "eth_blockNumber")
+    check = np.full(n, None, dtype=object)
+    check[ok] = "ok"
+    check[is_head & (lag > 0)] = "stale"
+    detail = np.full(n, None, dtype=object)
+    branch = np.full(n, None, dtype=object)
+    block = np.where(is_head, head - lag, 0)
+    has_block = is_head.copy()
+    for at in c.orphaned_at_s:
+        i = int(np.searchsorted(t, at))
+        if i < n and ok[i] and t[i] < at + 1.0:
+            has_block[i], block[i], branch[i], check[i] = True, head[i], c.orphaned_branch, "ok"
+    for at in c.wrong_at_s:
+        i = int(np.searchsorted(t, at))
+        if i < n and ok[i] and t[i] < at + 1.0:
+            check[i] = "wrong"
+            detail[i] = f"block {hex(int(head[i]))}: gasUsed: expected 0x5208, got 0x0"
+    stale = np.where(is_head, lag, 0)
+    return {
+        "client": names[index % c.clients],
+        "answer_block": pa.array(block, type=pa.int64(), mask=~has_block),
+        "answer_branch": pa.array(branch, type=pa.int64()),
+        "stale_blocks": pa.array(stale.astype(np.int32), type=pa.int32(), mask=~is_head),
+        "check": check,
+        "check_detail": detail,
+    }
 
 
 def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:
@@ -348,13 +426,17 @@ def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:
     order = np.argsort(t, kind="stable")
     n = t.size
     ts_us = np.round((plan.start_unix + t[order]) * 1_000_000).astype(np.int64)
+    # The lab chain's own hashes (chain id 1), so the checker's analysis finds every head canonical.
+    chain = Chain(1, plan.start_unix, heads.block_time_s, cache_blocks=1)
+    low, high = int(number.min(initial=1)), int(number.max(initial=0))
+    hash_of = np.asarray([chain.block_hash(k) for k in range(low - 1, high + 1)], dtype=object)
     columns: dict[str, Any] = {
         "ts": pa.array(ts_us, type=pa.int64()).cast(TABLES["heads"].field("ts").type),
         "subscriber": np.concatenate(rows["subscriber"])[order],
         "subscription": np.full(n, "newHeads", dtype=object),
         "block_number": number[order],
-        "block_hash": np.char.add("0xh", number[order].astype(str)).astype(object),
-        "parent_hash": np.char.add("0xh", (number[order] - 1).astype(str)).astype(object),
+        "block_hash": hash_of[number[order] - low + 1],
+        "parent_hash": hash_of[number[order] - low],
         "block_timestamp": np.concatenate(rows["block_ts"])[order],
         "provider": np.full(n, heads.provider, dtype=object),
         "worker": np.full(n, "synthetic", dtype=object),

@@ -215,7 +215,10 @@ class Nemesis:
         reason: str | None = None,
         issued: float | None = None,
         effective: float | None = None,
+        outcome: Any = None,
     ) -> dict[str, Any]:
+        # What applying it found (e.g. a reorg's fork block) joins the planned params, which win.
+        found = getattr(outcome, "params", None)
         return fault_event(
             kind,
             fault_id=fault.fault_id,
@@ -223,7 +226,11 @@ class Nemesis:
             action=fault.kind,
             target=fault.target,
             ts=ts,
-            params={**fault.params, "applied": fault.action.type},
+            params={
+                **(found if isinstance(found, dict) else {}),
+                **fault.params,
+                "applied": fault.action.type,
+            },
             offset_s=round(self.clock.now() - (self.wall_clock() - ts), 3),  # `ts` from the load's start
             source=self.source,
             error=error,
@@ -252,11 +259,13 @@ class Nemesis:
             return
         self.summary.applied += 1
         took_effect = _time(handle, "started_at") or self.wall_clock()
-        self._emit(self._event("start", fault, started, issued=started, effective=took_effect))
+        self._emit(
+            self._event("start", fault, started, issued=started, effective=took_effect, outcome=handle)
+        )
         if fault.instant:  # e.g. a restart: its end is when the container ran again
             ended = _time(handle, "ended_at") or self.wall_clock()
             end_issued = _time(handle, "lift_issued_at") or took_effect
-            self._emit(self._event("end", fault, ended, issued=end_issued, effective=ended))
+            self._emit(self._event("end", fault, ended, issued=end_issued, effective=ended, outcome=handle))
             return
         self._active[fault.fault_id] = ActiveFault(fault, handle, started)
 

@@ -95,6 +95,7 @@ class GatewaySettings(_Strict):
     )
     gap_filling: bool = Field(True, description="fill subscription gaps over HTTP after a resubscribe")
     max_backfill_blocks: int = Field(100, ge=1, description="largest gap filled after a resubscribe")
+    follow_reorgs: bool = Field(True, description="pass a reorg's new branch on to newHeads subscribers")
     silence_timeout_s: float | None = Field(
         None, gt=0, description="upstream silence that triggers a resubscribe; default 3 block times or 35 s"
     )

@@ -45,6 +45,7 @@ class ChainPolicy:
     answer_check: bool
     block_time_s: float | None
     gap_filling: bool
+    follow_reorgs: bool
     max_backfill_blocks: int
     backfill_timeout_s: float
     silence_timeout_s: float
@@ -80,6 +81,7 @@ class ChainPolicy:
             answer_check=settings.answer_check,
             block_time_s=block_time_s,
             gap_filling=settings.gap_filling,
+            follow_reorgs=settings.follow_reorgs,
             max_backfill_blocks=_first(failover.max_backfill_blocks, settings.max_backfill_blocks),
             backfill_timeout_s=(
                 failover.backfill_timeout_ms / 1000 if failover.backfill_timeout_ms else settings.deadline_s

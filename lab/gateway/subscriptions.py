@@ -3,10 +3,12 @@
 Client subscriptions with the same kind, filter and provider override share one upstream subscription
 (a "group"). Each group runs one task that handles its upstream notifications in order:
 
-- newHeads: a head at or below the last delivered number is a duplicate and dropped; a head more than
-  one above it opens a gap, which is filled over HTTP (eth_getBlockByNumber, first from the provider
-  that announced the head) before the head itself is delivered. So clients see every block once, in
-  order, whatever happens upstream.
+- newHeads: a head at or below the last delivered number is a duplicate and dropped, unless it is a
+  reorg: a new hash at a delivered number whose parent is the head delivered just below it; that head
+  is delivered and the new branch continues from it (clients see the reorg, as from a node). A head
+  more than one above the last opens a gap, which is filled over HTTP (eth_getBlockByNumber, first from
+  the provider that announced the head) before the head itself is delivered. So clients see every block
+  once, in order (a reorg's new branch once more), whatever happens upstream.
 - logs: delivered in (block, log index) order, duplicates dropped. The group also holds a newHeads
   subscription on the same connection as a heartbeat, and after a resubscribe it re-reads the logs of
   the blocks it may have missed with eth_getLogs.
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 KINDS = ("newHeads", "logs")
 _BODY_FIELDS = frozenset({"transactions", "uncles", "size", "withdrawals", "totalDifficulty"})
 _FETCH_CONCURRENCY = 16
+_REORG_MEMORY = 128  # newHeads: how many recent heads' hashes a group remembers (a reorg deeper is missed)
 _MAX_BACKOFF_S = 2.0
 _QUEUE_LIMIT = 100_000
 _NOTIFY_HEAD = b'{"jsonrpc":"2.0","method":"eth_subscription","params":{"subscription":"'
@@ -190,6 +193,7 @@ class _Group:
         self._queue: asyncio.Queue[tuple[str, int, Any]] = asyncio.Queue(_QUEUE_LIMIT)
         self._last_activity = time.monotonic()
         self.last_block: int | None = None  # newHeads: the last head delivered
+        self._head_hashes: dict[int, str] = {}  # newHeads: recent delivered heads' hashes, to see reorgs
         self._last_head_seen: int | None = None  # logs: the last heartbeat head of the current upstream
         self._last_log: tuple[int, int] | None = None  # logs: (block, log index) of the last log delivered
         self._task: asyncio.Task[None] | None = None
@@ -428,12 +432,35 @@ class _Group:
             return
         last = self.last_block
         if last is not None:
-            if number <= last:
+            if number <= last and not self._is_reorg(number, header):
                 return  # delivered already (a duplicate, or an old head from a slower upstream)
             if number > last + 1 and self.chain.policy.gap_filling:
                 await self._fill_heads(last + 1, number - 1)
+        self._deliver_head(number, header)
+
+    def _is_reorg(self, number: int, header: dict[str, Any]) -> bool:
+        """A head at a delivered number with a new hash, on top of the head delivered just below it."""
+        delivered = self._head_hashes.get(number)
+        block_hash, parent = header.get("hash"), header.get("parentHash")
+        return (
+            self.chain.policy.follow_reorgs
+            and delivered is not None
+            and isinstance(block_hash, str)
+            and block_hash != delivered
+            and parent == self._head_hashes.get(number - 1)
+        )
+
+    def _deliver_head(self, number: int, header: dict[str, Any]) -> None:
         self._deliver(header)
         self.last_block = number
+        block_hash = header.get("hash")
+        if isinstance(block_hash, str):
+            self._head_hashes[number] = block_hash
+            if len(self._head_hashes) > _REORG_MEMORY or max(self._head_hashes) > number:
+                # too many, or a reorg (the old branch above it is gone)
+                self._head_hashes = {
+                    n: h for n, h in self._head_hashes.items() if number - _REORG_MEMORY < n <= number
+                }
 
     async def _fill_heads(self, first: int, last: int) -> None:
         chain = self.chain
@@ -449,8 +476,7 @@ class _Group:
                 if not isinstance(block, dict):
                     self._publish_fill(ev.GAP_FILL_FAILED, number, last, reason="block_unavailable")
                     return
-                self._deliver({k: v for k, v in block.items() if k not in _BODY_FIELDS})
-                self.last_block = number
+                self._deliver_head(number, {k: v for k, v in block.items() if k not in _BODY_FIELDS})
         chain.metrics.gap_filled(self.kind, last - first + 1)
         self._publish_fill(ev.GAP_FILLED, first, last, blocks=last - first + 1, truncated=truncated)
 

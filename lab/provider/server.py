@@ -229,6 +229,7 @@ class ProviderServer:
                 "chain_id": self.chain.chain_id,
                 "block_time": self.chain.block_time,
                 "genesis_time": self.chain.genesis_time,
+                "forks": list(self.chain.forks),
                 "behavior": self.behavior.type,
                 "uptime_s": round(now - self.started_at, 3),
             }
@@ -257,9 +258,46 @@ class ProviderServer:
                 **self._heads(now),
                 "behavior": self.behavior.type,
                 "behavior_elapsed_s": round(now - self.behavior_set_at, 3),
+                "forks": list(self.chain.forks),
                 **self.stats.snapshot(),
             }
         )
+
+    async def handle_reorg(self, request: web.Request) -> web.Response:
+        """Replace the last `depth` blocks (or every block from `fork_block` on) by a sibling branch."""
+        try:
+            body = orjson.loads(await request.read() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return _json({"error": f"malformed JSON: {exc}"}, status=400)
+        try:
+            result = self.reorg(body if isinstance(body, dict) else {}, self.clock())
+        except ValueError as exc:
+            return _json({"error": str(exc)}, status=400)
+        log.info("provider %s: reorg from block %d", self.node.provider_id, result["fork_block"])
+        return _json(result)
+
+    def reorg(self, body: dict[str, Any], now: float) -> dict[str, Any]:
+        """A reorg asked for by `{"depth": K}` or `{"fork_block": N}` (ValueError naming the field)."""
+        head = self.chain.head_at(now)
+        depth, fork_block = body.get("depth"), body.get("fork_block")
+        if (depth is None) == (fork_block is None):
+            raise ValueError('give one of "depth" (blocks replaced, ≥ 1) or "fork_block" (≥ 1)')
+        if fork_block is None:
+            if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+                raise ValueError(f'"depth": expected a whole number ≥ 1, got {depth!r}')
+            fork_block = max(1, head - depth + 1)
+        elif not isinstance(fork_block, int) or isinstance(fork_block, bool) or fork_block < 1:
+            raise ValueError(f'"fork_block": expected a whole number ≥ 1, got {fork_block!r}')
+        changed = self.chain.reorg(fork_block)
+        if changed:
+            self.feed.reorged(fork_block)
+        return {
+            "fork_block": fork_block,
+            "head": head,
+            "replaced": max(0, head - fork_block + 1),
+            "forks": list(self.chain.forks),
+            "changed": changed,
+        }
 
     async def handle_reset(self, request: web.Request) -> web.Response:
         self.set_behavior(self.settings.behavior)
@@ -285,6 +323,7 @@ class ProviderServer:
         app.router.add_put("/_lab/behavior", self.handle_put_behavior)
         app.router.add_get("/_lab/stats", self.handle_stats)
         app.router.add_post("/_lab/reset", self.handle_reset)
+        app.router.add_post("/_lab/reorg", self.handle_reorg)
         if head_feed:
             app.cleanup_ctx.append(self._run_head_feed)
         app.on_shutdown.append(self._close_sessions)

@@ -184,6 +184,17 @@ class HeadFeed:
         if self.last_pushed is None or served > self.last_pushed:
             self.last_pushed = served
 
+    def reorged(self, fork_block: int) -> None:
+        """After a reorg: push the new branch's blocks from the fork up to the last head pushed, as a
+        node does when it switches branches (subscribers see each replaced number again, new hashes)."""
+        last = self.last_pushed
+        if last is None or fork_block > last:
+            return
+        if self.server.probe("eth_subscription", self.server.clock(), "ws").action is not Action.SERVE:
+            return  # heads are stalled or failing: the new branch shows when they resume
+        for number in range(max(fork_block, last - MAX_CATCHUP_BLOCKS + 1), last + 1):
+            self.publish(number)
+
     def publish(self, number: int, chain: Chain | None = None) -> None:
         chain, stats = chain or self.server.chain, self.server.stats
         for session in list(self.server.sessions):

@@ -20,11 +20,15 @@ from typing import Any
 
 import orjson
 
+from lab.checker.answers import ENV_VAR as CHECK_CHAIN_VAR
+from lab.checker.answers import chain_env
 from lab.load import LOCUSTFILE, STARTED_MARKER
 from lab.run.errors import LabFailed
 from lab.scenario import Scenario
+from lab.topology.specs import TopologySpec
 
 LOCUST_STOP_TIMEOUT_S = 20.0
+GENESIS_TIME: int = TopologySpec.model_fields["genesis_time"].default  # `lab run` keeps the default
 
 TETHER = Path(__file__).with_name("tether.py")
 
@@ -52,6 +56,10 @@ class LocustProcess:
             "LAB_SEED": str(scenario.seed),
             "LAB_TOXIPROXY_URL": endpoints.toxiproxy_url,
             "LAB_PROVIDERS": provider_env(endpoints),
+            # The checker's chain: the scenario's, with the lab's shared genesis time (TopologySpec's).
+            CHECK_CHAIN_VAR: chain_env(
+                scenario.topology.chain_id, GENESIS_TIME, scenario.topology.block_time
+            ),
         }
         self.command = [
             sys.executable, "-m", "locust",

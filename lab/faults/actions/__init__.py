@@ -46,6 +46,7 @@ from lab.faults.actions.limit_data import LimitDataAction  # noqa: E402
 from lab.faults.actions.memory import MemoryAction  # noqa: E402
 from lab.faults.actions.partition import PartitionAction  # noqa: E402
 from lab.faults.actions.pause import PauseAction  # noqa: E402
+from lab.faults.actions.reorg import ReorgAction  # noqa: E402
 from lab.faults.actions.reset_peer import ResetPeerAction  # noqa: E402
 from lab.faults.actions.restart import RestartAction  # noqa: E402
 from lab.faults.actions.slicer import SlicerAction  # noqa: E402
@@ -112,6 +113,7 @@ __all__ = [
     "MemoryAction",
     "PartitionAction",
     "PauseAction",
+    "ReorgAction",
     "ResetPeerAction",
     "RestartAction",
     "SlicerAction",
