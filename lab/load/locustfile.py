@@ -18,22 +18,46 @@ import time
 from typing import Any
 
 import orjson
-from locust import LoadTestShape, events
+from locust import LoadTestShape, User, constant, events, task
 
-from lab.load import STARTED_MARKER, ws_user
+from lab.load import STARTED_MARKER, open_user, ws_user
 from lab.load.http_user import LOAD, SETTINGS, JsonRpcUser
 from lab.load.shape import users_at
 
-__all__ = ["JsonRpcUser", "LabShape"]
+OPEN = LOAD.model == "open"
+__all__ = ["LabShape"]
 
-if ws_user.CONFIGURED:  # Locust runs the User classes it finds in this module
+# Locust runs the User classes it finds in this module. The open model sends from its own dispatcher
+# (lab.load.open_user), not from users: Locust's users are then the WebSocket subscribers only.
+if not OPEN:
+    __all__ += ["JsonRpcUser"]
+if ws_user.CONFIGURED:
     NewHeadsSubscriber, LogsSubscriber = ws_user.NewHeadsSubscriber, ws_user.LogsSubscriber
     __all__ += ["LogsSubscriber", "NewHeadsSubscriber"]
+elif OPEN:  # by hand without subscribers: the UI's users subscribe to newHeads
+    NewHeadsSubscriber = ws_user.NewHeadsSubscriber
+    __all__ += ["NewHeadsSubscriber"]
+if OPEN:
+    del JsonRpcUser
+    if not any(not getattr(globals()[name], "abstract", False) for name in __all__ if name != "LabShape"):
+
+        class OpenModelIdle(User):
+            """Locust wants a User class; the open model without subscribers spawns none (the shape asks
+            for no users): the dispatcher sends."""
+
+            wait_time = constant(1)
+
+            @task
+            def idle(self) -> None:
+                pass
+
+        __all__ += ["OpenModelIdle"]
 
 
 class LabShape(LoadTestShape):
-    """The scenario's load shape; subscribers come on top of the HTTP users. Only with LAB_LOAD (as
-    `lab run` sets it): by hand without it, the web UI's user count and spawn rate drive."""
+    """The scenario's load shape; subscribers come on top of the HTTP users (the closed model's; the open
+    model scales its rate with the shape instead). Only with LAB_LOAD (as `lab run` sets it): by hand
+    without it, the web UI's user count and spawn rate drive."""
 
     abstract = not os.environ.get("LAB_LOAD")
 
@@ -42,7 +66,43 @@ class LabShape(LoadTestShape):
         if wanted is None:
             return None
         users, spawn_rate = wanted
+        if OPEN:
+            return LOAD.subscribers.total, max(spawn_rate, float(LOAD.subscribers.total or 1))
         return users + LOAD.subscribers.total, spawn_rate
+
+
+@events.init_command_line_parser.add_listener
+def _open_model_arguments(parser: Any) -> None:
+    if OPEN and "--lab-rate" not in parser._option_string_actions:  # Locust may build its parser twice
+        open_user.add_arguments(parser)
+
+
+_dispatcher: open_user.OpenLoad | None = None
+
+
+@events.test_start.add_listener
+def _start_open_load(environment: Any, **_: Any) -> None:
+    """The open model: the master (or local runner) fixes the shared start; each process that runs
+    users runs its dispatcher."""
+    global _dispatcher
+    if not OPEN:
+        return
+    from locust.runners import MasterRunner, WorkerRunner
+
+    if not isinstance(environment.runner, WorkerRunner):
+        open_user.fix_shared_plan(environment)
+    if not isinstance(environment.runner, MasterRunner):
+        if _dispatcher is not None:
+            _dispatcher.stop()
+        _dispatcher = open_user.OpenLoad(environment).start()
+
+
+@events.test_stop.add_listener
+def _stop_open_load(environment: Any, **_: Any) -> None:
+    global _dispatcher
+    if _dispatcher is not None:
+        _dispatcher.stop()
+        _dispatcher = None
 
 
 @events.test_start.add_listener

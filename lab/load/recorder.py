@@ -2,8 +2,9 @@
 every subscription notification into `heads`, from Locust's `events.request` hook.
 
 The lab's users put what the record needs into the event's `context`:
-    {"transport": "http"|"batch"|"ws", "entries": [{"method", "ok", "error_class", "rpc_code"}, ...],
-     "http_status", "provider", "attempts", "batch_id"}      -> rows of `requests`
+    {"transport": "http"|"batch"|"ws", "entries": [{"method", "ok", "error_class", "rpc_code",
+     ...checker columns}, ...], "http_status", "provider", "attempts", "batch_id", "client",
+     "intended_ts" (unix s; None: sent when intended)}      -> rows of `requests`
     {"head": {...HEADS columns...}}                           -> a row of `heads`
 A request without such a context (another locustfile's user) is still recorded, from Locust's own
 arguments. This module does not import Locust: `install(events)` takes its events object.
@@ -18,7 +19,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from lab.record import TableWriter
+from lab.record import TableWriter, to_timestamp
 
 
 def worker_id() -> str:
@@ -78,8 +79,21 @@ class Recorder:
                 "rpc_code": ctx.get("rpc_code"),
             }
         ]
+        # Service time from the actual send (Locust's response_time); response time from the intended
+        # send (the open model's schedule; the closed model sends when it means to). A request the
+        # in-flight cap kept back (`not_sent`) has no service time: its response time runs to its refusal.
+        intended = ctx.get("intended_ts")
+        if intended is None:
+            intended = start_time
+        if start_time is None or intended is None:
+            response_ms = response_time
+        else:
+            response_ms = (start_time - intended) * 1000 + (response_time or 0.0)
         common = {
             "ts": start_time,
+            "intended_ts": to_timestamp(intended),
+            "response_ms": response_ms,
+            "client": ctx.get("client"),
             "transport": ctx.get("transport", "http"),
             "latency_ms": response_time,
             "http_status": ctx.get("http_status"),
