@@ -62,7 +62,11 @@ class LabShape(LoadTestShape):
     abstract = not os.environ.get("LAB_LOAD")
 
     def tick(self) -> tuple[int, float] | None:
-        wanted = users_at(LOAD, self.get_run_time())
+        elapsed = self.get_run_time()
+        if OPEN:  # the schedule starts after a delay with worker processes (lab.load.open_user)
+            options = self.runner.environment.parsed_options if self.runner else None
+            elapsed = max(0.0, elapsed - float(getattr(options, "lab_open_delay", 0.0) or 0.0))
+        wanted = users_at(LOAD, elapsed)
         if wanted is None:
             return None
         users, spawn_rate = wanted
@@ -71,50 +75,22 @@ class LabShape(LoadTestShape):
         return users + LOAD.subscribers.total, spawn_rate
 
 
-@events.init_command_line_parser.add_listener
-def _open_model_arguments(parser: Any) -> None:
-    if OPEN and "--lab-rate" not in parser._option_string_actions:  # Locust may build its parser twice
-        open_user.add_arguments(parser)
-
-
-_dispatcher: open_user.OpenLoad | None = None
-
-
-@events.test_start.add_listener
-def _start_open_load(environment: Any, **_: Any) -> None:
-    """The open model: the master (or local runner) fixes the shared start; each process that runs
-    users runs its dispatcher."""
-    global _dispatcher
-    if not OPEN:
-        return
-    from locust.runners import MasterRunner, WorkerRunner
-
-    if not isinstance(environment.runner, WorkerRunner):
-        open_user.fix_shared_plan(environment)
-    if not isinstance(environment.runner, MasterRunner):
-        if _dispatcher is not None:
-            _dispatcher.stop()
-        _dispatcher = open_user.OpenLoad(environment).start()
-
-
-@events.test_stop.add_listener
-def _stop_open_load(environment: Any, **_: Any) -> None:
-    global _dispatcher
-    if _dispatcher is not None:
-        _dispatcher.stop()
-        _dispatcher = None
-
-
 @events.test_start.add_listener
 def _mark_start(environment: Any, **_: Any) -> None:
-    """Tell `lab run` when the load started: fault offsets count from here (first writer wins)."""
+    """Tell `lab run` when the load started: fault offsets count from here (first writer wins). The open
+    model's start is its schedule's, which the master (or local runner) fixes here first."""
+    from locust.runners import WorkerRunner
+
+    if OPEN and not isinstance(environment.runner, WorkerRunner):
+        open_user.fix_shared_plan(environment)
     if SETTINGS.run_dir is None:
         return
+    started = getattr(environment.parsed_options, "lab_open_start", None) if OPEN else None
     marker = SETTINGS.run_dir / STARTED_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         with marker.open("xb") as fh:
-            fh.write(orjson.dumps({"ts": time.time(), "pid": os.getpid()}))
+            fh.write(orjson.dumps({"ts": started or time.time(), "pid": os.getpid()}))
     except FileExistsError:
         pass
 
@@ -145,3 +121,35 @@ def _faults_tab(environment: Any, web_ui: Any = None, **_: Any) -> None:
         from lab.webui import install_faults_tab
 
         install_faults_tab(web_ui, run_dir=SETTINGS.run_dir)
+
+
+@events.init_command_line_parser.add_listener
+def _open_model_arguments(parser: Any) -> None:
+    if OPEN and "--lab-rate" not in parser._option_string_actions:  # Locust may build its parser twice
+        open_user.add_arguments(parser)
+
+
+_dispatcher: open_user.OpenLoad | None = None
+
+
+@events.test_start.add_listener
+def _start_open_load(environment: Any, **_: Any) -> None:
+    """The open model: each process that runs users runs its dispatcher (after `_mark_start`, which fixed
+    the shared plan)."""
+    global _dispatcher
+    if not OPEN:
+        return
+    from locust.runners import MasterRunner
+
+    if not isinstance(environment.runner, MasterRunner):
+        if _dispatcher is not None:
+            _dispatcher.stop()
+        _dispatcher = open_user.OpenLoad(environment).start()
+
+
+@events.test_stop.add_listener
+def _stop_open_load(environment: Any, **_: Any) -> None:
+    global _dispatcher
+    if _dispatcher is not None:
+        _dispatcher.stop()
+        _dispatcher = None

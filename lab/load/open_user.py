@@ -36,8 +36,10 @@ from lab.load.arrivals import ArrivalSchedule
 from lab.load.http_user import LOAD, SETTINGS, RpcSender
 from lab.load.recorder import worker_id
 
-# When the master fixes the start: late enough for every worker's spawn message to arrive first.
-START_DELAY_S = 0.25
+# With worker processes, the schedule starts this long after the master's test start: late enough for
+# every worker to get its spawn message and set up first (on a busy machine that takes a few tenths of a
+# second); the shape and the fault offsets count from the schedule's start.
+START_DELAY_S = 1.0
 
 
 class NotSent(Exception):
@@ -69,7 +71,8 @@ def fix_shared_plan(environment: Any) -> None:
     options = environment.parsed_options
     runner = environment.runner
     lanes = max(1, int(runner.worker_count)) if isinstance(runner, MasterRunner) else 1
-    options.lab_open_start = time.time() + (START_DELAY_S if lanes > 1 else 0.0)
+    options.lab_open_delay = START_DELAY_S if isinstance(runner, MasterRunner) else 0.0
+    options.lab_open_start = time.time() + options.lab_open_delay
     options.lab_open_lanes = lanes
 
 

@@ -13,13 +13,17 @@ arguments. This module does not import Locust: `install(events)` takes its event
 from __future__ import annotations
 
 import atexit
+import io
 import os
 import socket
 import threading
 from pathlib import Path
 from typing import Any
 
-from lab.record import TableWriter, to_timestamp
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lab.record import TABLES, TableWriter, to_timestamp
 
 
 def worker_id() -> str:
@@ -119,6 +123,15 @@ class Recorder:
 _installed: Recorder | None = None
 
 
+def warm_up() -> None:
+    """Write one row of each table to memory: the first parquet write of a process initialises pyarrow's
+    codecs and pools (close to a second on a busy machine), which would otherwise stall the load at its
+    first flush. Done at install, before Locust forks its worker processes."""
+    for schema in TABLES.values():
+        row = pa.table({name: [None] for name in schema.names}, schema=schema)
+        pq.write_table(row, io.BytesIO(), compression="zstd")
+
+
 def install(events: Any, run_dir: str | os.PathLike[str] | None) -> Recorder | None:
     """Record this Locust process's requests into `run_dir` (once per process, whatever the number of
     locustfiles calling it). Returns the recorder, or None when there is no run directory."""
@@ -127,6 +140,7 @@ def install(events: Any, run_dir: str | os.PathLike[str] | None) -> Recorder | N
         return None
     if _installed is None:
         _installed = Recorder(run_dir)
+        warm_up()
         events.request.add_listener(_installed.on_request)
         events.quitting.add_listener(lambda **_: _installed.close() if _installed else None)
         atexit.register(_installed.close)
