@@ -313,7 +313,12 @@ def _requests_slice(plan: SyntheticRun, rng: np.random.Generator, index: np.ndar
         "batch_size": np.full(n, None, dtype=object),
         "worker": np.full(n, "synthetic", dtype=object),
     }
-    return pa.table(columns, schema=TABLES["requests"])
+    columns["intended_ts"] = columns["ts"]  # sent when meant: response time = service time
+    columns["response_ms"] = latency
+    schema = TABLES["requests"]
+    for name in schema.names:  # columns this generator does not plan (the checker's): null
+        columns.setdefault(name, pa.nulls(n, schema.field(name).type))
+    return pa.table(columns, schema=schema)
 
 
 def _heads_table(plan: SyntheticRun, heads: HeadsPlan) -> pa.Table:
