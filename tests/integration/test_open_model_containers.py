@@ -50,7 +50,9 @@ def run_paused(model: str, tmp_path: Path) -> tuple[Any, float, float]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     [run_dir] = list(out.iterdir())
-    events = {e["event"]: e["ts"] for e in iter_events(run_dir, "faults") if e["fault_id"].startswith("freeze")}
+    events = {
+        e["event"]: e["ts"] for e in iter_events(run_dir, "faults") if e["fault_id"].startswith("freeze")
+    }
     return read_table(run_dir, "requests"), float(events["start"]), float(events["end"])
 
 
