@@ -1,6 +1,7 @@
 """The open model measures a stall by every request that should have gone out during it; the closed model
 sends fewer requests exactly while the gateway stalls (coordinated omission). Same lab, same 100 req/s,
-the gateway frozen with `docker pause` for 5 s, both models side by side."""
+the gateway frozen with `docker pause` for 5 s, each model in its own test (the open one records
+~500 requests meant for the pause, the closed one about ten)."""
 
 from __future__ import annotations
 
@@ -56,25 +57,31 @@ def run_paused(model: str, tmp_path: Path) -> tuple[Any, float, float]:
     return read_table(run_dir, "requests"), float(events["start"]), float(events["end"])
 
 
-def test_a_paused_gateway_is_measured_by_every_request_meant_for_the_pause(
+def in_pause(requests: Any, start: float, end: float) -> np.ndarray:
+    intended = requests["intended_ts"].astype("int64").to_numpy() / 1e6
+    return np.asarray((intended >= start) & (intended < end))
+
+
+def test_open_model_a_paused_gateway_is_measured_by_every_request_meant_for_the_pause(
     lab_images: Any, tmp_path: Path
 ) -> None:
     requests, start, end = run_paused("open", tmp_path)
-    intended = requests["intended_ts"].astype("int64").to_numpy() / 1e6
-    during = (intended >= start) & (intended < end)
+    during = in_pause(requests, start, end)
     expected = RATE * (end - start)
     assert abs(int(during.sum()) - expected) <= 0.05 * expected, (int(during.sum()), expected)
     # Each waited at least for the rest of the pause (a little slack: the recorded end is when the
     # unpause returned).
-    rest_ms = (end - intended[during]) * 1000
+    intended = requests["intended_ts"].astype("int64").to_numpy()[during] / 1e6
+    rest_ms = (end - intended) * 1000
     response = requests["response_ms"].to_numpy()[during]
     assert np.all(response >= rest_ms - 100), np.min(response - rest_ms)
     assert (requests["error_class"] == "not_sent").sum() == 0
 
-    closed, c_start, c_end = run_paused("closed", tmp_path)
-    c_intended = closed["intended_ts"].astype("int64").to_numpy() / 1e6
-    c_during = int(((c_intended >= c_start) & (c_intended < c_end)).sum())
+
+def test_closed_model_shows_the_omission(lab_images: Any, tmp_path: Path) -> None:
+    requests, start, end = run_paused("closed", tmp_path)
+    during = int(in_pause(requests, start, end).sum())
     # The closed model's 10 users each sent one request into the pause and waited: the stall is sampled
-    # by a handful of requests, not by the ~500 that real clients at 100 req/s would have sent.
-    assert c_during <= 30, c_during
-    assert during.sum() >= 10 * c_during
+    # by about 10 requests, not by the ~500 that clients arriving at 100 req/s would have sent (the open
+    # model's test above).
+    assert during <= 0.06 * RATE * (end - start), during
