@@ -72,7 +72,10 @@ def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu
         subprocess.run(command, env=env, capture_output=True, check=True, timeout=seconds + 120)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        target = load.get("rate") if load.get("model", "open") == "open" else None
+        if load.get("model", "open") == "open":
+            target = load.get("rate")
+        else:  # closed: paced users aim at users × rate_per_user; back to back aims at nothing
+            target = load["users"] * load["rate_per_user"] if load.get("rate_per_user") else None
         if not record:
             with open(f"{scratch}/stats_stats.csv", newline="") as fh:
                 total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
@@ -84,7 +87,7 @@ def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu
         error = np.asarray(table.column("error_class").to_pylist(), dtype=object)
         refused = error == "not_sent"
         sent = ~refused
-        span = seconds if target is not None else float(ts.max() - ts.min())
+        span = seconds if load.get("model", "open") == "open" else float(ts.max() - ts.min())
 
         def p50_p99(values: np.ndarray) -> tuple[float, float]:
             finite = values[np.isfinite(values)]
