@@ -153,8 +153,9 @@ class OpenLoad:
         finally:
             self.in_flight -= 1
 
-    def refuse(self, intended: float, client: str) -> None:
-        """Record an arrival the cap kept back: failed, `not_sent`, its response time up to now."""
+    def refuse(self, intended: float, client: str, reason: str | None = None) -> None:
+        """Record an arrival the cap (or `reason`) kept back: failed, `not_sent`, its response time up to
+        now."""
         self.not_sent += 1
         calls, batch = self.sender.next_calls()
         self.events.request.fire(
@@ -162,7 +163,7 @@ class OpenLoad:
             name="batch" if batch else calls[0]["method"],
             response_time=None,
             response_length=0,
-            exception=NotSent(f"{self.cap} requests in flight (the process's share of the cap)"),
+            exception=NotSent(reason or f"{self.cap} requests in flight (the process's share of the cap)"),
             context={
                 "transport": "batch" if batch else "http",
                 "batch_id": None,
@@ -176,8 +177,15 @@ class OpenLoad:
         )
 
     def stop(self) -> None:
-        """Stop sending; requests in flight get up to the client's timeout to be answered and recorded."""
+        """Stop sending. Arrivals already due that the dispatcher had not got to (it was behind schedule
+        when Locust stopped) are recorded as `not_sent`, not dropped; requests in flight get up to the
+        client's timeout to be answered and recorded."""
         if self.greenlet is not None:
-            self.greenlet.kill(block=False)
+            self.greenlet.kill(block=True)
+            self.greenlet = None
+            now = time.time()
+            while (intended := self.schedule.next()) is not None and intended <= now:
+                client = self.clients[(self.schedule.count - 1) % len(self.clients)]
+                self.refuse(intended, client, "the load stopped before it could be sent (behind schedule)")
         self.requests.join(timeout=LOAD.timeout + 1.0)
         self.requests.kill(block=False)

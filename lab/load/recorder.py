@@ -17,6 +17,7 @@ import io
 import os
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,13 +33,25 @@ def worker_id() -> str:
 
 
 class Recorder:
-    """Appends rows for one process; writers are created lazily so a forked worker gets its own."""
+    """Appends rows for one process; writers are created lazily so a forked worker gets its own.
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, flush_interval: float = 1.0) -> None:
+    `flusher`, when given, closes the parts instead of each writer's own flush thread: it is started once
+    per process with this recorder's `flush` (Locust's process: a greenlet that hands each flush to a
+    real OS thread, so that building and compressing a part never stalls the load's event loop)."""
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike[str],
+        *,
+        flush_interval: float = 1.0,
+        flusher: Callable[[float, Callable[[], None]], None] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.flush_interval = flush_interval
+        self.flusher = flusher
         self._writers: dict[str, TableWriter] = {}
         self._pid = os.getpid()
+        self._flusher_pid: int | None = None
         self._lock = threading.Lock()
 
     def _writer(self, table: str) -> TableWriter:
@@ -50,9 +63,16 @@ class Recorder:
                 writer = self._writers.get(table)
                 if writer is None:
                     writer = TableWriter(
-                        self.run_dir, table, writer_id=worker_id(), flush_interval=self.flush_interval
+                        self.run_dir,
+                        table,
+                        writer_id=worker_id(),
+                        flush_interval=self.flush_interval,
+                        autoflush=self.flusher is None,
                     )
                     self._writers[table] = writer
+                    if self.flusher is not None and self._flusher_pid != os.getpid():
+                        self._flusher_pid = os.getpid()
+                        self.flusher(self.flush_interval, self.flush)
         return writer
 
     def on_request(
@@ -132,6 +152,22 @@ def warm_up() -> None:
         pq.write_table(row, io.BytesIO(), compression="zstd")
 
 
+def _flush_off_the_event_loop(interval: float, flush: Callable[[], None]) -> None:
+    """Every `interval`, `flush` in gevent's pool of real threads (Locust's process runs on gevent; its
+    threading is patched into greenlets, so a writer's own flush thread would block the event loop
+    while it builds and compresses a part: at thousands of requests a second, tens of milliseconds of
+    schedule lag each second). pyarrow releases the GIL while it encodes and writes."""
+    import gevent
+
+    def loop() -> None:
+        pool = gevent.get_hub().threadpool
+        while True:
+            gevent.sleep(interval)
+            pool.apply(flush)
+
+    gevent.spawn(loop)
+
+
 def install(events: Any, run_dir: str | os.PathLike[str] | None) -> Recorder | None:
     """Record this Locust process's requests into `run_dir` (once per process, whatever the number of
     locustfiles calling it). Returns the recorder, or None when there is no run directory."""
@@ -139,7 +175,7 @@ def install(events: Any, run_dir: str | os.PathLike[str] | None) -> Recorder | N
     if run_dir is None:
         return None
     if _installed is None:
-        _installed = Recorder(run_dir)
+        _installed = Recorder(run_dir, flusher=_flush_off_the_event_loop)
         warm_up()
         events.request.add_listener(_installed.on_request)
         events.quitting.add_listener(lambda **_: _installed.close() if _installed else None)
