@@ -18,6 +18,7 @@ import random
 import uuid
 from typing import Any
 
+import gevent
 import orjson
 from locust import FastHttpUser, constant, constant_throughput, events, task
 from locust.contrib.fasthttp import FastHttpSession
@@ -126,8 +127,11 @@ class JsonRpcUser(FastHttpUser):
     def on_start(self) -> None:
         worker = getattr(self.environment.runner, "worker_index", 0)
         number = next(_user_numbers)
-        self.sender = RpcSender(self.client, random.Random(f"{SETTINGS.seed}/{worker}/{number}"))
+        rng = random.Random(f"{SETTINGS.seed}/{worker}/{number}")
+        self.sender = RpcSender(self.client, rng)
         self.client_id = f"{worker_id()}/u{number}"
+        if LOAD.rate_per_user:  # a phase of its own within the pacing interval: users never fire in lockstep
+            gevent.sleep(rng.uniform(0, 1 / LOAD.rate_per_user))
 
     @task
     def call(self) -> None:
