@@ -126,7 +126,7 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--lag-rate", type=float, default=1000.0)
-    parser.add_argument("--rates", default="1000,1500,2000,2500,3000,4000")
+    parser.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
     parser.add_argument("--users", type=int, default=20, help="closed model: users back to back")
     parser.add_argument("--cost-rate", type=float, default=500.0, help="open rate to measure CPU per request")
     parser.add_argument("--cpus", default=None, help="provider,locust cores, e.g. 0,1")
