@@ -61,6 +61,7 @@ class ArrivalSchedule:
             elapsed += self._first_slot / rate
         else:
             elapsed += self.lanes / rate
+        elapsed = round(elapsed, 9)  # 400 steps of 0.01 s end at 4 s, not just before it
         if self.rate_at(elapsed) is None:
             return None
         self._elapsed = elapsed

@@ -30,6 +30,9 @@ def test_constant_arrivals_are_evenly_spaced_and_end_with_the_load() -> None:
     assert len(times) == 200
     assert times[0] == 1000.0
     assert np.allclose(np.diff(times), 0.01)
+    for rate, seconds in ((100.0, 4.0), (30.0, 7.0), (1000.0, 10.0)):  # no extra arrival from rounding
+        bound = drain(ArrivalSchedule(lambda e, r=rate, s=seconds: r if e < s else None, 0.0))
+        assert len(bound) == rate * seconds
 
 
 def test_processes_interleave_their_shares_without_sharing_a_phase() -> None:
