@@ -44,6 +44,9 @@ class ArrivalSchedule:
         self.count = 0  # arrivals handed out
         self._elapsed = 0.0
         self._first_slot = lane  # constant: this lane's first slot, in global slots from the start
+        self._anchor = 0.0  # constant: the arrival where the rate last changed, and that rate
+        self._anchor_rate = 0.0
+        self._steps = 0
 
     def next(self) -> float | None:
         """The next intended send time, or None when the load is over."""
@@ -57,11 +60,15 @@ class ArrivalSchedule:
             elapsed += IDLE_STEP_S
         if self.poisson:
             elapsed += self.rng.expovariate(rate / self.lanes)
-        elif self.count == 0:
-            elapsed += self._first_slot / rate
-        else:
-            elapsed += self.lanes / rate
-        elapsed = round(elapsed, 9)  # 400 steps of 0.01 s end at 4 s, not just before it
+        elif self.count and rate == self._anchor_rate and elapsed == self._elapsed:  # (not after an idle)
+            # the same rate: a multiple of the step from the last change, not a running sum (whose
+            # rounding would add up: 210 steps of 1/30 s would end just before 7 s)
+            self._steps += 1
+            elapsed = self._anchor + self._steps * self.lanes / rate
+        else:  # the first arrival, or the rate changed: a new anchor
+            elapsed += (self._first_slot if self.count == 0 else self.lanes) / rate
+            self._anchor, self._anchor_rate, self._steps = elapsed, rate, 0
+        elapsed = round(elapsed, 9)
         if self.rate_at(elapsed) is None:
             return None
         self._elapsed = elapsed
