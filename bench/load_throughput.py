@@ -1,10 +1,21 @@
-"""How much JSON-RPC load one Locust process of the lab generates, and what recording every request costs.
+"""How much JSON-RPC load one Locust process of the lab generates, how closely the open model keeps its
+schedule, and what recording every request costs; the closed model's figures beside.
 
-Runs Locust headless (locustfiles/http_user.py, users back to back, no wait) against one mock provider
-process for a fixed time, with and without LAB_RUN_DIR, and prints requests/s for each. Pin the
-provider and Locust to separate cores (`--cpus 0,1`) for figures that do not fight each other.
+Runs Locust headless (the lab's locustfile, one process) against one mock provider process, each on its
+own core when `--cpus` says so, and prints:
+  - open model at `--lag-rate` (default 1,000 req/s): achieved vs target rate, schedule lag (actual minus
+    intended send time) p50/p99, service and response time p50/p99;
+  - the largest rate one process holds while recording every request (achieved within 1 % of the
+    target, nothing `not_sent`), trying the `--rates` in turn;
+  - the cost of recording: the Locust process's CPU per request in the steady state (a run minus one
+    half as long) at `--cost-rate`, with and without recording: the extra CPU is what recording takes
+    from the throughput;
+  - the closed model (users back to back, `--users`): requests/s with and without recording, and at the
+    open model's rate as `--users` users each paced to their share.
+Goals (issue 11): ≥ 2,500 req/s per process within 1 % of the target; lag p99 ≤ 5 ms at 1,000 req/s;
+recording ≤ 15 % of the throughput. A shared or busy machine shows in every figure: note its load.
 
-    .venv/bin/python bench/load_throughput.py [--seconds 15] [--users 20] [--cpus 0,1]
+    .venv/bin/python bench/load_throughput.py [--seconds 10] [--cpus 0,1] [--rates 1000,2000,2500,3000]
 """
 
 from __future__ import annotations
@@ -12,57 +23,167 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import orjson
+
+from lab.load import LOCUSTFILE
 from lab.provider import start_provider_process
 from lab.record import read_arrow
 
-ROOT = Path(__file__).resolve().parents[1]
+
+@dataclass
+class Figures:
+    target: float | None  # req/s (None: closed, back to back)
+    achieved: float  # req/s actually sent over the run
+    not_sent: int
+    lag_ms: tuple[float, float] | None  # p50, p99 of actual minus intended send
+    service_ms: tuple[float, float] | None
+    response_ms: tuple[float, float] | None
+    cpu_s: float  # CPU seconds of the Locust process
 
 
-def run_locust(url: str, seconds: int, users: int, run_dir: Path | None, cpu: str | None) -> float:
-    """Requests per second over the run (from the record when recording, else from Locust's CSV)."""
+def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu: str | None) -> Figures:
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "LAB_RPC_PATH": "/", "LAB_LOAD_RATE_PER_USER": "0", "LAB_LOAD_TIMEOUT": "5s"}
+        run_dir = Path(scratch) / "run"
+        env = {
+            **os.environ,
+            "LAB_RPC_PATH": "/",
+            "LAB_LOAD": orjson.dumps(
+                {"duration": seconds, "timeout": "5s", "subscribers": {"new_heads": 0}, **load}
+            ).decode(),
+        }
         env.pop("LAB_RUN_DIR", None)
-        if run_dir is not None:
+        if record:
             env["LAB_RUN_DIR"] = str(run_dir)
         command = [
-            sys.executable, "-m", "locust", "-f", str(ROOT / "locustfiles" / "http_user.py"), "--headless",
-            "-H", url, "-u", str(users), "-r", str(users), "-t", f"{seconds}s", "--only-summary",
-            "--csv", f"{scratch}/stats", "--exit-code-on-error", "0",
+            sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-H", url,
+            "--only-summary", "--csv", f"{scratch}/stats", "--exit-code-on-error", "0", "--loglevel", "ERROR",
         ]  # fmt: skip
         if cpu is not None:
             command = ["taskset", "-c", cpu, *command]
-        subprocess.run(command, env=env, capture_output=True, check=True, timeout=seconds + 60)
-        if run_dir is not None:
-            ts = read_arrow(run_dir, "requests").column("ts").cast("int64").to_numpy() / 1e6
-            return len(ts) / (ts.max() - ts.min())
-        with open(f"{scratch}/stats_stats.csv", newline="") as fh:
-            total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
-        return float(total["Request Count"]) / seconds
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        subprocess.run(command, env=env, capture_output=True, check=True, timeout=seconds + 120)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        if load.get("model", "open") == "open":
+            target = load.get("rate")
+        else:  # closed: paced users aim at users × rate_per_user; back to back aims at nothing
+            target = load["users"] * load["rate_per_user"] if load.get("rate_per_user") else None
+        if not record:
+            with open(f"{scratch}/stats_stats.csv", newline="") as fh:
+                total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
+            sent = int(total["Request Count"])
+            return Figures(target, sent / seconds, 0, None, None, None, cpu_s)
+        table = read_arrow(run_dir, "requests")
+        ts = table.column("ts").cast("int64").to_numpy() / 1e6
+        intended = table.column("intended_ts").cast("int64").to_numpy() / 1e6
+        error = np.asarray(table.column("error_class").to_pylist(), dtype=object)
+        refused = error == "not_sent"
+        sent = ~refused
+        span = seconds if load.get("model", "open") == "open" else float(ts.max() - ts.min())
+
+        def p50_p99(values: np.ndarray) -> tuple[float, float]:
+            finite = values[np.isfinite(values)]
+            p50, p99 = np.quantile(finite, [0.5, 0.99]) if finite.size else (np.nan, np.nan)
+            return float(p50), float(p99)
+
+        return Figures(
+            target,
+            int(sent.sum()) / span,
+            int(refused.sum()),
+            p50_p99((ts[sent] - intended[sent]) * 1000),
+            p50_p99(table.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)[sent]),
+            p50_p99(table.column("response_ms").to_numpy(zero_copy_only=False).astype(float)[sent]),
+            cpu_s,
+        )
+
+
+def pair(values: tuple[float, float] | None) -> str:
+    return "—" if values is None else f"{values[0]:7.2f} / {values[1]:8.2f}"
+
+
+def line(name: str, f: Figures) -> str:
+    target = "back to back" if f.target is None else f"{f.target:8.0f}"
+    ratio = "" if f.target is None else f" ({f.achieved / f.target - 1:+.2%})"
+    return (
+        f"  {name:<28} target {target:>12}  achieved {f.achieved:8.1f} req/s{ratio:<10}"
+        f"  not_sent {f.not_sent:5d}  lag p50/p99 {pair(f.lag_ms)} ms  service {pair(f.service_ms)} ms"
+        f"  response {pair(f.response_ms)} ms  cpu {f.cpu_s:5.1f} s"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seconds", type=int, default=15)
-    parser.add_argument("--users", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--lag-rate", type=float, default=1000.0)
+    parser.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
+    parser.add_argument("--users", type=int, default=20, help="closed model: users back to back")
+    parser.add_argument("--cost-rate", type=float, default=500.0, help="open rate to measure CPU per request")
     parser.add_argument("--cpus", default=None, help="provider,locust cores, e.g. 0,1")
     args = parser.parse_args()
     provider_cpu, locust_cpu = args.cpus.split(",") if args.cpus else (None, None)
+    rates = [float(r) for r in args.rates.split(",")]
+    open_load = {"model": "open", "max_in_flight": 2000, "users": 10}
+    print(f"one Locust process against one mock provider, {args.seconds:g} s per run, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")  # fmt: skip
     with start_provider_process("bench", cpu=None if provider_cpu is None else int(provider_cpu)) as provider:
         url = f"http://127.0.0.1:{provider.port}"
-        plain = run_locust(url, args.seconds, args.users, None, locust_cpu)
-        with tempfile.TemporaryDirectory() as run_dir:
-            recorded = run_locust(url, args.seconds, args.users, Path(run_dir), locust_cpu)
-    print(f"users {args.users}, {args.seconds} s, one Locust process against one mock provider")
-    print(f"  without recording: {plain:8.0f} req/s")
-    print(f"  recording all:     {recorded:8.0f} req/s  ({recorded / plain - 1:+.0%})")
+        print("open model (the default): schedule and latency, recording every request")
+        at_rate = run_locust(url, {**open_load, "rate": args.lag_rate}, args.seconds, True, locust_cpu)
+        print(line(f"open @ {args.lag_rate:g}", at_rate))
+        held = 0.0
+        print("open model: the largest rate one process holds while recording (within 1 %, none not_sent)")
+        for rate in rates:
+            f = run_locust(url, {**open_load, "rate": rate}, args.seconds, True, locust_cpu)
+            holds = f.not_sent == 0 and f.achieved >= 0.99 * rate
+            print(line(f"open @ {rate:g}", f) + ("  holds" if holds else "  DOES NOT HOLD"))
+            if not holds:
+                break
+            held = rate
+        # CPU per request in the steady state: the difference between a run and one twice as long (Locust's
+        # start-up, imports and pyarrow's warm-up cancel out), with and without recording.
+        cost_rate = min(args.lag_rate, args.cost_rate)
+        per_request = {}
+        for record in (False, True):
+            load = {**open_load, "rate": cost_rate}
+            short = run_locust(url, load, args.seconds, record, locust_cpu)
+            long = run_locust(url, load, 2 * args.seconds, record, locust_cpu)
+            sent = (long.achieved * 2 - short.achieved) * args.seconds
+            per_request[record] = (long.cpu_s - short.cpu_s) / sent if sent > 0 else float("nan")
+            print(f"  open @ {cost_rate:g}, {'recording' if record else 'not recording'}: "
+                  f"{per_request[record] * 1e6:.0f} µs CPU per request (steady state)")  # fmt: skip
+        cost = per_request[True] / per_request[False] - 1
+        print("closed model (`model: closed`): users back to back, and paced to the open model's rate")
+        closed = {"model": "closed", "users": args.users, "spawn_rate": args.users, "rate_per_user": None}
+        closed_plain = run_locust(url, closed, args.seconds, False, locust_cpu)
+        closed_rec = run_locust(url, closed, args.seconds, True, locust_cpu)
+        paced = {**closed, "rate_per_user": args.lag_rate / args.users}
+        closed_paced = run_locust(url, paced, args.seconds, True, locust_cpu)
+        print(line(f"closed {args.users} users, no rec", closed_plain))
+        print(line(f"closed {args.users} users, rec", closed_rec))
+        print(line(f"closed paced {args.lag_rate:g}/s", closed_paced))
+    print("summary")
+    print(f"  open: largest rate held by one process while recording: {held:,.0f} req/s (goal ≥ 2,500)")
+    print(f"  open @ {args.lag_rate:g}: achieved {at_rate.achieved:,.1f} req/s "
+          f"({at_rate.achieved / args.lag_rate - 1:+.2%}, goal within 1 %), schedule lag p50 "
+          f"{at_rate.lag_ms[0] if at_rate.lag_ms else float('nan'):.2f} ms, p99 "
+          f"{at_rate.lag_ms[1] if at_rate.lag_ms else float('nan'):.2f} ms (goal ≤ 5 ms)")  # fmt: skip
+    print(f"  recording: {per_request[True] * 1e6:.0f} µs CPU per request vs {per_request[False] * 1e6:.0f} "
+          f"without ({cost:+.0%} CPU, ≈ {1 - 1 / (1 + cost):.0%} of the throughput; goal ≤ 15 %); a process "
+          f"with a whole core would top out near {1 / per_request[True]:,.0f} req/s recording")  # fmt: skip
+    closed_cost = closed_rec.achieved / closed_plain.achieved - 1 if closed_plain.achieved else float("nan")
+    print(f"  closed, {args.users} users back to back: {closed_plain.achieved:,.0f} req/s without recording, "
+          f"{closed_rec.achieved:,.0f} with ({closed_cost:+.0%})")  # fmt: skip
 
 
 if __name__ == "__main__":

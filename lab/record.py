@@ -128,10 +128,14 @@ EVENT_LOGS = ("faults", "gateway_events")
 # How a failed request is classified (the `error_class` column).
 ERROR_CLASSES = (
     "timeout",  # no answer within the client's timeout
-    "connection",  # refused, reset, closed mid-response
-    "http_status",  # a non-2xx HTTP status other than 429
+    "refused",  # the connection was refused (nothing listening)
+    "reset",  # the peer reset or broke the connection
+    "connection",  # another transport failure: closed mid-response, a torn HTTP answer, DNS, TLS
+    "http_status",  # a non-2xx HTTP status other than 429, without a JSON-RPC error in its body
     "rate_limited",  # HTTP 429 or JSON-RPC -32005
-    "rpc_error",  # a JSON-RPC error object in a 2xx response
+    "rpc_error",  # a JSON-RPC error object (in a 2xx answer, or in a non-2xx body such as a gateway's 503)
+    "not_sent",  # open model: the in-flight cap kept it from being sent (latency_ms null, response_ms
+    # from its intended send to when it was refused)
     "invalid_response",  # not JSON-RPC, wrong id, missing batch entries
     "other",
 )

@@ -175,7 +175,7 @@ def print_verdict(console: Console, summary: dict[str, Any]) -> None:
     console.print(escape(gateway_line(summary)))
     console.print(
         f"{summary['requests']:,} requests · success {r.pct(summary['success_rate'])} · "
-        f"p50 {r.ms(lat['p50'])} · p95 {r.ms(lat['p95'])} · p99 {r.ms(lat['p99'])} · "
+        f"response time p50 {r.ms(lat['p50'])} · p95 {r.ms(lat['p95'])} · p99 {r.ms(lat['p99'])} · "
         f"{len(summary['faults'])} faults · {summary['subscription']['heads']:,} heads"
     )
     for fault in summary["faults"]:

@@ -24,7 +24,7 @@ import pydantic
 from lab.record import MANIFEST, TABLES, iter_events
 from lab.scenario.slos import SLOSpec
 
-REQUEST_COLUMNS = ("ts", "method", "latency_ms", "ok", "error_class", "provider", "attempts")
+REQUEST_COLUMNS = ("ts", "method", "latency_ms", "response_ms", "ok", "error_class", "provider", "attempts")
 # The checker's (lab.checker; null in a record from before it, or with the checker off).
 CHECKER_COLUMNS = ("client", "answer_block", "answer_branch", "stale_blocks", "check", "check_detail")
 HEAD_COLUMNS = (
@@ -92,8 +92,10 @@ class RunData:
     slos: SLOSpec
     t0: float  # unix seconds of time 0 (the run's start)
     duration: float  # seconds from t0 to the run's end
-    requests: pd.DataFrame  # t (s from t0), method, latency_ms, ok, error_class, provider, attempts, and
-    # the checker's client, answer_block, answer_branch, stale_blocks, check, check_detail
+    # t (s from t0, the actual send), method, latency_ms (the headline: response time, see
+    # `headline_latency`), service_ms, ok, error_class, provider, attempts, and the checker's client,
+    # answer_block, answer_branch, stale_blocks, check, check_detail
+    requests: pd.DataFrame
     heads: pd.DataFrame  # t, subscriber, subscription, block_number, block_hash, block_timestamp (unix s)
     faults: list[FaultWindow]
     failed_faults: list[FailedFault]
@@ -166,6 +168,7 @@ def load_run(path: str | Path) -> RunData:
         ended = max([*observed, started])
     t0_us = round(started * 1_000_000)
     requests["t"] = (requests_us - t0_us) / 1_000_000
+    headline_latency(requests)
     heads["t"] = (heads_us - t0_us) / 1_000_000
     duration = max(ended - started, 0.0)
     faults, failed_faults = _fault_windows(fault_events, started, duration, warnings)
@@ -186,6 +189,17 @@ def load_run(path: str | Path) -> RunData:
         process_metrics=process_metrics,
         warnings=warnings,
     )
+
+
+def headline_latency(requests: pd.DataFrame) -> None:
+    """Make `latency_ms` the response time (from the intended send: what a client experiences, waiting
+    included) and keep the service time (from the actual send) as `service_ms`. Every latency figure of
+    the analysis (SLOs, report, recovery) is then the response time. A record without response times
+    (written before the open model) has only service times, which then stand in for both."""
+    service = requests["latency_ms"].to_numpy()
+    response = requests.pop("response_ms").to_numpy() if "response_ms" in requests else service
+    requests["service_ms"] = service
+    requests["latency_ms"] = np.where(np.isfinite(response), response, service)
 
 
 def _read_process_metrics(path: Path, t0: float) -> pd.DataFrame | None:

@@ -16,7 +16,7 @@ from lab.analysis.loading import RunData
 from lab.analysis.slo import SLOResult, evaluate
 from lab.analysis.soak import Soak, analyse_soak
 from lab.analysis.subscriptions import analyse_subscriptions
-from lab.analysis.traffic import Timeline, per_method, request_stats, timeline
+from lab.analysis.traffic import LATENCY_KIND, Timeline, latency_summary, per_method, request_stats, timeline
 
 SUMMARY_SCHEMA = "lab.summary/1"
 DEFAULT_RECOVERY_TARGET = 0.99
@@ -56,6 +56,8 @@ def analyse(run: RunData, settings: RecoverySettings | None = None) -> Analysis:
     requests = run.requests
     ok = requests["ok"].to_numpy()
     overall = request_stats(ok, requests["latency_ms"].to_numpy(), requests["error_class"], run.duration)
+    overall["latency_kind"] = LATENCY_KIND
+    overall["service_ms"] = latency_summary(requests["service_ms"].to_numpy()[ok])
     # Recovery is judged up to the load's planned end: what is sent while Locust shuts down is no
     # steady state (nor evidence of one).
     planned = completeness.planned_duration(run.manifest)
@@ -174,7 +176,11 @@ def gateway_of(manifest: dict[str, Any]) -> dict[str, Any]:
 
 def definitions(settings: RecoverySettings) -> dict[str, str]:
     return {
-        "latency": "over successful requests only; quantiles by numpy 'linear' (Hyndman-Fan type 7), exact",
+        "latency": "response time: from the request's intended send (the load's schedule) to its answer, "
+        "what a client experiences including any wait to be sent; over successful requests only; quantiles "
+        "by numpy 'linear' (Hyndman-Fan type 7), exact. Every latency figure and SLO is this one",
+        "service_time": "from the request's actual send to its answer (what most load tools report; it "
+        "leaves out the wait behind a stalled server: coordinated omission)",
         "success_rate": "ok requests / requests sent; a request with no recorded outcome counts as failed",
         "recovery": settings.describe(),
         "baseline": f"the {settings.baseline_s:g} s before a fault, cut at the end of any earlier fault",

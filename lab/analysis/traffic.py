@@ -1,6 +1,8 @@
 """Request statistics: overall, per method, and binned over time for plots.
 
-Latency figures are over successful requests only (a fast connection-refused error must not make the
+Latency figures are response times: from the intended send to the answer, so a request that waited to be
+sent (or that a stalled server held) counts all of its wait (no coordinated omission). They are over
+successful requests only (a fast connection-refused error must not make the
 latency look better; failures show in the success rate). Quantiles are numpy's default "linear" method
 (Hyndman & Fan type 7), exact over every request. Per-bin percentile bands for plots come from a
 log-spaced histogram (bucket ratio 1.01, so within 0.5 % of the exact value), which is one pass over the
@@ -17,6 +19,9 @@ import numpy as np
 import pandas as pd
 
 QUANTILES: dict[str, float] = {"p50": 0.50, "p90": 0.90, "p95": 0.95, "p99": 0.99}
+# Which latency the figures are (the report names it): `latency_ms` is the response time, from the intended
+# send (lab.analysis.loading.headline_latency); the service time, from the actual send, is `service_ms`.
+LATENCY_KIND = "response time (from the intended send)"
 LATENCY_KEYS = (*QUANTILES, "max", "mean")
 _NICE_WIDTHS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
 _HIST_LO_MS = 0.001

@@ -18,43 +18,79 @@ import time
 from typing import Any
 
 import orjson
-from locust import LoadTestShape, events
+from locust import LoadTestShape, User, constant, events, task
 
-from lab.load import STARTED_MARKER, ws_user
+from lab.load import STARTED_MARKER, open_user, ws_user
 from lab.load.http_user import LOAD, SETTINGS, JsonRpcUser
 from lab.load.shape import users_at
 
-__all__ = ["JsonRpcUser", "LabShape"]
+OPEN = LOAD.model == "open"
+__all__ = ["LabShape"]
 
-if ws_user.CONFIGURED:  # Locust runs the User classes it finds in this module
+# Locust runs the User classes it finds in this module. The open model sends from its own dispatcher
+# (lab.load.open_user), not from users: Locust's users are then the WebSocket subscribers only.
+if not OPEN:
+    __all__ += ["JsonRpcUser"]
+if ws_user.CONFIGURED:
     NewHeadsSubscriber, LogsSubscriber = ws_user.NewHeadsSubscriber, ws_user.LogsSubscriber
     __all__ += ["LogsSubscriber", "NewHeadsSubscriber"]
+elif OPEN:  # by hand without subscribers: the UI's users subscribe to newHeads
+    NewHeadsSubscriber = ws_user.NewHeadsSubscriber
+    __all__ += ["NewHeadsSubscriber"]
+if OPEN:
+    del JsonRpcUser
+    if not any(not getattr(globals()[name], "abstract", False) for name in __all__ if name != "LabShape"):
+
+        class OpenModelIdle(User):
+            """Locust wants a User class; the open model without subscribers spawns none (the shape asks
+            for no users): the dispatcher sends."""
+
+            wait_time = constant(1)
+
+            @task
+            def idle(self) -> None:
+                pass
+
+        __all__ += ["OpenModelIdle"]
 
 
 class LabShape(LoadTestShape):
-    """The scenario's load shape; subscribers come on top of the HTTP users. Only with LAB_LOAD (as
-    `lab run` sets it): by hand without it, the web UI's user count and spawn rate drive."""
+    """The scenario's load shape; subscribers come on top of the HTTP users (the closed model's; the open
+    model scales its rate with the shape instead). Only with LAB_LOAD (as `lab run` sets it): by hand
+    without it, the web UI's user count and spawn rate drive."""
 
     abstract = not os.environ.get("LAB_LOAD")
 
     def tick(self) -> tuple[int, float] | None:
-        wanted = users_at(LOAD, self.get_run_time())
+        elapsed = self.get_run_time()
+        if OPEN:  # the schedule starts after a delay with worker processes (lab.load.open_user)
+            options = self.runner.environment.parsed_options if self.runner else None
+            elapsed = max(0.0, elapsed - float(getattr(options, "lab_open_delay", 0.0) or 0.0))
+        wanted = users_at(LOAD, elapsed)
         if wanted is None:
             return None
         users, spawn_rate = wanted
+        if OPEN:
+            return LOAD.subscribers.total, max(spawn_rate, float(LOAD.subscribers.total or 1))
         return users + LOAD.subscribers.total, spawn_rate
 
 
 @events.test_start.add_listener
 def _mark_start(environment: Any, **_: Any) -> None:
-    """Tell `lab run` when the load started: fault offsets count from here (first writer wins)."""
+    """Tell `lab run` when the load started: fault offsets count from here (first writer wins). The open
+    model's start is its schedule's, which the master (or local runner) fixes here first."""
+    from locust.runners import WorkerRunner
+
+    if OPEN and not isinstance(environment.runner, WorkerRunner):
+        open_user.fix_shared_plan(environment)
     if SETTINGS.run_dir is None:
         return
+    started = getattr(environment.parsed_options, "lab_open_start", None) if OPEN else None
     marker = SETTINGS.run_dir / STARTED_MARKER
     marker.parent.mkdir(parents=True, exist_ok=True)
     try:
         with marker.open("xb") as fh:
-            fh.write(orjson.dumps({"ts": time.time(), "pid": os.getpid()}))
+            fh.write(orjson.dumps({"ts": started or time.time(), "pid": os.getpid()}))
     except FileExistsError:
         pass
 
@@ -85,3 +121,35 @@ def _faults_tab(environment: Any, web_ui: Any = None, **_: Any) -> None:
         from lab.webui import install_faults_tab
 
         install_faults_tab(web_ui, run_dir=SETTINGS.run_dir)
+
+
+@events.init_command_line_parser.add_listener
+def _open_model_arguments(parser: Any) -> None:
+    if OPEN and "--lab-rate" not in parser._option_string_actions:  # Locust may build its parser twice
+        open_user.add_arguments(parser)
+
+
+_dispatcher: open_user.OpenLoad | None = None
+
+
+@events.test_start.add_listener
+def _start_open_load(environment: Any, **_: Any) -> None:
+    """The open model: each process that runs users runs its dispatcher (after `_mark_start`, which fixed
+    the shared plan)."""
+    global _dispatcher
+    if not OPEN:
+        return
+    from locust.runners import MasterRunner
+
+    if not isinstance(environment.runner, MasterRunner):
+        if _dispatcher is not None:
+            _dispatcher.stop()
+        _dispatcher = open_user.OpenLoad(environment).start()
+
+
+@events.test_stop.add_listener
+def _stop_open_load(environment: Any, **_: Any) -> None:
+    global _dispatcher
+    if _dispatcher is not None:
+        _dispatcher.stop()
+        _dispatcher = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import errno
 import itertools
 import random
 from collections import deque
@@ -146,14 +147,45 @@ class Outcome:
         }
 
 
+_REFUSED_ERRNOS = frozenset({errno.ECONNREFUSED})
+_RESET_ERRNOS = frozenset({errno.ECONNRESET, errno.EPIPE, errno.ECONNABORTED})
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """The exception and what it wraps: geventhttpclient's RetriesExceeded keeps the socket error in
+    `original`; others chain it as the cause."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen and len(seen) < 8:
+        seen.append(current)
+        original = getattr(current, "original", None)
+        if not isinstance(original, BaseException):
+            original = current.__cause__ or current.__context__
+        current = original
+    return seen
+
+
 def exception_class(exc: BaseException) -> str:
-    """`timeout` or `connection` for a transport failure (by class name: gevent's Timeout, socket.timeout,
-    geventhttpclient's errors), else `other`."""
-    names = {cls.__name__.lower() for cls in type(exc).__mro__}
-    text = str(exc).lower()
-    if any("timeout" in n for n in names) or "timed out" in text:
+    """The error class of a transport failure (see lab.record.ERROR_CLASSES): `timeout` (gevent's Timeout,
+    socket.timeout, "timed out"), `refused` (nothing listening: ECONNREFUSED), `reset` (the peer reset or
+    broke the connection: ECONNRESET, EPIPE), `connection` (another transport failure: closed mid-answer,
+    a torn or unparsable HTTP answer, DNS, TLS), else `other`."""
+    chain = _causes(exc)
+    names = {cls.__name__.lower() for e in chain for cls in type(e).__mro__}
+    errnos = {e.errno for e in chain if isinstance(e, OSError) and e.errno is not None}
+    text = " ".join(str(e) for e in chain).lower()
+    if any("timeout" in n for n in names) or "timed out" in text or errno.ETIMEDOUT in errnos:
         return "timeout"
-    if any(word in n for n in names for word in ("connection", "closed", "oserror", "parseerror", "ssl")):
+    if "connectionrefusederror" in names or errnos & _REFUSED_ERRNOS or "connection refused" in text:
+        return "refused"
+    if (
+        {"connectionreseterror", "brokenpipeerror", "connectionabortederror"} & names
+        or errnos & _RESET_ERRNOS
+        or "connection reset" in text
+    ):
+        return "reset"
+    transport = ("connection", "closed", "oserror", "parseerror", "ssl", "empty")
+    if any(word in n for n in names for word in transport):
         return "connection"
     return "other"
 
@@ -162,6 +194,17 @@ def _error_outcome(method: str, error: Any) -> Outcome:
     code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else None
     cls = "rate_limited" if code == LIMIT_EXCEEDED else "rpc_error"
     return Outcome(method, False, cls, code)
+
+
+def _rpc_error_of(parsed: Any) -> Any:
+    """The JSON-RPC error object of a non-2xx body (a single answer, or a batch's first error), if any."""
+    if isinstance(parsed, dict) and isinstance(parsed.get("error"), dict):
+        return parsed["error"]
+    if isinstance(parsed, list):
+        return next(
+            (e["error"] for e in parsed if isinstance(e, dict) and isinstance(e.get("error"), dict)), None
+        )
+    return None
 
 
 def classify(
@@ -174,11 +217,17 @@ def classify(
 ) -> list[Outcome]:
     """Classify an HTTP answer to a request (`methods` = [(id, method)]) or a batch, one Outcome per entry.
 
-    Rules (see lab.record.ERROR_CLASSES): a transport failure is `timeout`/`connection`; HTTP 429 or
-    JSON-RPC -32005 is `rate_limited`; another non-2xx is `http_status`; an error object `rpc_error`;
-    anything that is not a matching JSON-RPC answer `invalid_response`.
+    The status and the body are read first: a non-2xx status is an answer even when the HTTP client
+    raised for it. Rules (see lab.record.ERROR_CLASSES): an exception without a non-2xx status is a
+    transport failure (`timeout`, `refused`, `reset`, `connection`); HTTP 429 or JSON-RPC -32005 is
+    `rate_limited`; a non-2xx whose body is a JSON-RPC error (a gateway's 503 with -32000, say) is
+    `rpc_error` with its code; another non-2xx is `http_status`; an error object in a 2xx answer
+    `rpc_error`; anything that is not a matching JSON-RPC answer
+    `invalid_response`.
     """
-    if exception is not None:  # the transport failed, even if a status line had arrived
+    # A non-2xx status with an exception is geventhttpclient's BadStatusCode: an answer, read it. Otherwise
+    # the exception is the transport failing (before the status line, or mid-body after it).
+    if exception is not None and (not status or 200 <= status < 300):
         cls = exception_class(exception)
         return [Outcome(m, False, cls) for _, m in methods]
     parsed: Any = None
@@ -188,9 +237,14 @@ def classify(
         except orjson.JSONDecodeError:
             parsed = None
     if not 200 <= status < 300:
-        error = parsed.get("error") if isinstance(parsed, dict) else None
+        error = _rpc_error_of(parsed)
         code = error.get("code") if isinstance(error, dict) and isinstance(error.get("code"), int) else None
-        cls = "rate_limited" if status == 429 or code == LIMIT_EXCEEDED else "http_status"
+        if status == 429 or code == LIMIT_EXCEEDED:
+            cls = "rate_limited"
+        elif code is not None:
+            cls = "rpc_error"
+        else:
+            cls = "http_status"
         return [Outcome(m, False, cls, code) for _, m in methods]
     if batch:
         return _classify_batch(methods, parsed)

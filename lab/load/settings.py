@@ -4,6 +4,8 @@ the Locust CLI and in the compose lab's Locust container alike.
     LAB_RUN_DIR          where to record (the run directory); unset: record nothing
     LAB_LOAD             the scenario's whole `load` section as JSON (what `lab run` passes)
     LAB_LOAD_METHODS     a method mix, e.g. "eth_blockNumber=3,eth_call=2" (overrides LAB_LOAD's)
+    LAB_LOAD_MODEL       open (the default) or closed
+    LAB_LOAD_RATE, LAB_LOAD_MAX_IN_FLIGHT, LAB_LOAD_ARRIVALS   the open model's rate, cap, arrivals
     LAB_LOAD_RATE_PER_USER, LAB_LOAD_TIMEOUT, LAB_LOAD_BATCH_SHARE, LAB_LOAD_BATCH_SIZE,
     LAB_LOAD_STRATEGY, LAB_LOAD_NEW_HEADS, LAB_LOAD_LOGS   single fields of the load section
     LAB_CHAIN            the chain's name in the gateway's routes (default ethereum)
@@ -42,6 +44,7 @@ class LoadSettings:
     ws_url: str | None
     include_meta: bool
     seed: int
+    from_scenario: bool = False  # LAB_LOAD was given: the load's shape and duration drive the run
 
     def rpc_url_path(self) -> str:
         """The path to POST JSON-RPC to, with the metadata query when asked for."""
@@ -61,6 +64,10 @@ class LoadSettings:
 
 
 _FIELDS: dict[str, tuple[tuple[str, ...], Any]] = {
+    "LAB_LOAD_MODEL": (("model",), str),
+    "LAB_LOAD_RATE": (("rate",), lambda v: None if v.lower() in ("", "none") else float(v)),
+    "LAB_LOAD_MAX_IN_FLIGHT": (("max_in_flight",), int),
+    "LAB_LOAD_ARRIVALS": (("arrivals",), str),
     "LAB_LOAD_RATE_PER_USER": (
         ("rate_per_user",),
         lambda v: None if v.lower() in ("", "0", "none") else float(v),
@@ -125,4 +132,5 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> LoadSettings:
         ws_url=env.get("LAB_WS_URL") or None,
         include_meta=env.get("LAB_INCLUDE_META", "1").lower() not in ("0", "false", "no"),
         seed=seed,
+        from_scenario=bool(env.get("LAB_LOAD")),
     )

@@ -28,3 +28,14 @@ def users_at(load: LoadSpec, elapsed: float) -> tuple[int, float] | None:
         steps = 1 + int(elapsed // shape.every)
         return min(load.users, steps * shape.step_users), load.spawn_rate
     return load.users, load.spawn_rate
+
+
+def rate_at(load: LoadSpec, elapsed: float) -> float | None:
+    """The open model's target requests per second at `elapsed` seconds into the run (None once it is
+    over): the scenario's rate, scaled by the shape as the shape scales the users (a ramp from 0 users
+    ramps the rate from 0, a spike to 3× the users triples it)."""
+    wanted = users_at(load, elapsed)
+    rate = load.target_rate
+    if wanted is None or rate is None:
+        return None
+    return rate * wanted[0] / load.users

@@ -180,12 +180,39 @@ class StepShape(StrictModel):
 Shape = Annotated[SteadyShape | RampShape | SpikeShape | StepShape, Field(discriminator="type")]
 
 
+MAX_TOTAL_RATE = 1_000_000.0  # requests per second of the whole load (open model)
+MAX_IN_FLIGHT = 1_000_000
+
+
 class LoadSpec(StrictModel):
+    """The HTTP load. In the open model (the default) requests arrive on a schedule, `rate` per second,
+    whatever happened to the ones before; `users` is then the number of virtual clients the arrivals are
+    dealt to in turn (the record's `client`), and the shape scales the rate as it would scale the users.
+    In the closed model (`model: closed`, Locust's semantics) each of `users` sends its next request only
+    after the last one was answered, at most `rate_per_user` per second."""
+
+    model: Literal["open", "closed"] = Field(
+        default="open",
+        description="open: requests on a schedule (no coordinated omission); closed: users loop",
+    )
+    rate: Annotated[float, Field(gt=0, le=MAX_TOTAL_RATE)] | None = Field(
+        default=None,
+        description="open model: requests per second of the whole load (before the shape); "
+        "default: users × rate_per_user",
+    )
+    arrivals: Literal["constant", "poisson"] = Field(
+        default="constant", description="open model: evenly spaced or Poisson (exponential gaps) arrivals"
+    )
+    max_in_flight: Annotated[int, Field(ge=1, le=MAX_IN_FLIGHT)] = Field(
+        default=1000,
+        description="open model: requests in flight at most (split between Locust processes); an arrival "
+        "beyond it is recorded as failed (`not_sent`), never silently skipped",
+    )
     users: Users = 10
     spawn_rate: Rate = 10.0
     duration: Span = 60.0
     rate_per_user: Rate | None = Field(
-        default=5.0, description="requests per second per HTTP user; null: back to back"
+        default=5.0, description="requests per second per HTTP user; null: back to back (closed model only)"
     )
     timeout: Annotated[Span, Field(le=3600)] = Field(
         default=5.0, description="the client's timeout for each request"
@@ -200,8 +227,19 @@ class LoadSpec(StrictModel):
     subscribers: SubscriberSpec = SubscriberSpec()
     shape: Shape = SteadyShape()
 
+    @property
+    def target_rate(self) -> float | None:
+        """The open model's requests per second before the shape (None in the closed model)."""
+        if self.model == "closed":
+            return None
+        if self.rate is not None:
+            return self.rate
+        return self.users * self.rate_per_user if self.rate_per_user else None
+
     @model_validator(mode="after")
     def _shape_fits(self) -> LoadSpec:
+        if self.model == "open" and self.target_rate is None:
+            raise ValueError("the open model needs a rate (or users and rate_per_user)")
         if isinstance(self.shape, RampShape) and self.shape.start_users > self.users:
             raise ValueError("shape.start_users must not exceed users")
         if isinstance(self.shape, StepShape) and self.shape.step_users > self.users:

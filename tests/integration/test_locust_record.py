@@ -126,11 +126,19 @@ def locustfile_classes(locustfile: Path, env: dict[str, str]) -> dict:
 
 @pytest.mark.parametrize("locustfile", ENTRY_POINTS, ids=["packaged", "checkout"])
 def test_by_hand_the_web_ui_user_count_drives_and_subscribers_come_only_when_asked(locustfile: Path) -> None:
-    # lab run: the scenario's shape, and exactly the subscribers it asks for
+    # lab run, the open model (the default): the dispatcher sends, Locust's users are the subscribers it
+    # asks for, the scenario's shape drives
     found = locustfile_classes(locustfile, {"LAB_LOAD": '{"subscribers": {"new_heads": 2}}'})
+    assert found == {"users": {"NewHeadsSubscriber": 2}, "shapes": ["LabShape"]}
+    # the closed model: looping HTTP users besides the subscribers
+    closed = '{"model": "closed", "subscribers": {"new_heads": 2}}'
+    found = locustfile_classes(locustfile, {"LAB_LOAD": closed})
     assert found == {"users": {"JsonRpcUser": 0, "NewHeadsSubscriber": 2}, "shapes": ["LabShape"]}
-    # by hand (the compose lab): no shape, so the web UI's user count is used; subscribers when asked
-    assert locustfile_classes(locustfile, {}) == {"users": {"JsonRpcUser": 0}, "shapes": []}
+    # by hand (the compose lab): no shape; the start form's rate drives the open model and the web UI's
+    # user count the subscribers (newHeads unless counts are given)
+    assert locustfile_classes(locustfile, {}) == {"users": {"NewHeadsSubscriber": 0}, "shapes": []}
     found = locustfile_classes(locustfile, {"LAB_LOAD_NEW_HEADS": "2", "LAB_LOAD_LOGS": "1"})
-    assert found["users"] == {"JsonRpcUser": 0, "NewHeadsSubscriber": 2, "LogsSubscriber": 1}
+    assert found["users"] == {"NewHeadsSubscriber": 2, "LogsSubscriber": 1}
     assert found["shapes"] == []
+    found = locustfile_classes(locustfile, {"LAB_LOAD_MODEL": "closed"})
+    assert found == {"users": {"JsonRpcUser": 0}, "shapes": []}

@@ -4,6 +4,7 @@ the recorder and WebSocket head rows."""
 from __future__ import annotations
 
 import base64
+import errno
 import random
 import socket
 from collections import Counter
@@ -73,7 +74,19 @@ def answer(obj: object) -> bytes:
         (
             503,
             answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "down"}}),
-            (False, "http_status", -32000),
+            (False, "rpc_error", -32000),
+        ),
+        (503, b"Service Unavailable", (False, "http_status", None)),
+        (502, answer({"error": "no upstream"}), (False, "http_status", None)),
+        (
+            429,
+            answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "slow down"}}),
+            (False, "rate_limited", -32000),
+        ),
+        (
+            503,
+            answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32005, "message": "limit"}}),
+            (False, "rate_limited", -32005),
         ),
         (200, b"<html>oops</html>", (False, "invalid_response", None)),
         (200, answer({"jsonrpc": "2.0", "id": 2, "result": "0x1"}), (False, "invalid_response", None)),
@@ -87,11 +100,28 @@ def test_classify_single_answers(status: int, body: bytes, expected: tuple) -> N
 
 def test_classify_transport_failures() -> None:
     assert classify([(1, "m")], 0, None, TimeoutError("timed out"))[0].error_class == "timeout"
-    assert classify([(1, "m")], 0, None, ConnectionRefusedError())[0].error_class == "connection"
+    assert classify([(1, "m")], 0, None, ConnectionRefusedError())[0].error_class == "refused"
+    assert classify([(1, "m")], 0, None, ConnectionResetError())[0].error_class == "reset"
+    assert classify([(1, "m")], 0, None, BrokenPipeError())[0].error_class == "reset"
     assert classify([(1, "m")], 0, None, socket.gaierror())[0].error_class == "connection"
-    torn = classify([(1, "m")], 200, b'{"jsonrpc": "2.0", "id"', ConnectionResetError())  # closed mid-body
-    assert torn[0].error_class == "connection"
+    torn = classify([(1, "m")], 200, b'{"jsonrpc": "2.0", "id"', ConnectionResetError())  # reset mid-body
+    assert torn[0].error_class == "reset"
     assert exception_class(ValueError("x")) == "other"
+
+
+def test_geventhttpclient_errors_are_unwrapped_and_statuses_read() -> None:
+    from geventhttpclient.useragent import BadStatusCode, RetriesExceeded
+
+    timed_out = RetriesExceeded("http://gw/", 0, original=TimeoutError("timed out"))
+    assert exception_class(timed_out) == "timeout"
+    broken = RetriesExceeded("http://gw/", 0, original=OSError(errno.EPIPE, "Broken pipe"))
+    assert exception_class(broken) == "reset"
+    # Locust hands a non-2xx over with BadStatusCode: the status and the body decide, not the exception.
+    body = answer({"jsonrpc": "2.0", "id": 1, "error": {"code": -32000, "message": "all providers down"}})
+    [outcome] = classify([(1, "m")], 503, body, BadStatusCode("http://gw/", code=503))
+    assert (outcome.error_class, outcome.rpc_code) == ("rpc_error", -32000)
+    [limited] = classify([(1, "m")], 429, b"", BadStatusCode("http://gw/", code=429))
+    assert limited.error_class == "rate_limited"
 
 
 def test_classify_batches_entry_by_entry() -> None:

@@ -151,7 +151,8 @@ def test_action_fields_are_checked_at_load_naming_the_field(action: str, expecte
 
 def test_unknown_field_lists_the_expected_ones() -> None:
     [error] = errors_of(BASE + "load: {durration: 30s}\n")
-    assert "load.durration: unknown field 'durration'; expected one of: users, spawn_rate, duration" in error
+    expected = "load.durration: unknown field 'durration'; expected one of: model, rate, arrivals"
+    assert expected in error
 
 
 def test_unknown_action_type_lists_the_known_ones() -> None:
