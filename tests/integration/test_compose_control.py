@@ -20,7 +20,7 @@ import pytest
 
 from lab.eventually import wait_for_value
 from lab.images import ensure_images
-from tests.integration.test_images_compose import compose_command, free_port, request
+from tests.integration.test_images_compose import any_compose_command, free_port, request
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers, pytest.mark.timeout(600)]
 
@@ -61,15 +61,6 @@ class ComposeLab:
         assert answer["ok"], answer
 
 
-def first_compose_command() -> list[str]:
-    for version in ("v2", "v1"):
-        try:
-            return compose_command(version)
-        except pytest.skip.Exception:
-            continue
-    pytest.skip("no docker-compose v1 nor Compose v2 on this machine")
-
-
 @pytest.fixture(scope="module")
 def lab() -> Iterator[ComposeLab]:
     images = ensure_images()
@@ -82,7 +73,7 @@ def lab() -> Iterator[ComposeLab]:
         **{f"LAB_{name.upper()}_IMAGE": tag for name, tag in tags.items()},
     }
     client = docker.from_env()
-    lab = ComposeLab(first_compose_command(), env, ports, client)
+    lab = ComposeLab(any_compose_command(), env, ports, client)
     try:
         lab.compose("up", "-d")
         wait_for_value(

