@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -118,6 +120,27 @@ def decoy(lab: ComposeLab) -> Iterator[Any]:
         container.remove(force=True)
 
 
+@pytest.fixture
+def swarm(lab: ComposeLab) -> Iterator[None]:
+    """A swarm running (the Faults tab records faults into the running session only): the compose file's
+    subscribers and a light open-model load; stopped afterwards."""
+    ui = f"http://127.0.0.1:{lab.ports['LOCUST']}"
+
+    def post(path: str, form: dict[str, str]) -> None:
+        data = urllib.parse.urlencode(form).encode()
+        urllib.request.urlopen(urllib.request.Request(ui + path, data=data), timeout=30).close()
+
+    post("/swarm", {"user_count": "3", "spawn_rate": "3", "lab_rate": "10"})
+    wait_for_value(
+        lambda: request(f"{lab.faults}/state"),
+        lambda state: bool((state.get("session") or {}).get("running")),
+        timeout=30,
+        message="the session running",
+    )
+    yield
+    post("/stop", {})
+
+
 def state_of(container: Any) -> tuple[str, str, int]:
     container.reload()
     state = container.attrs["State"]
@@ -133,7 +156,9 @@ def block_number(lab: ComposeLab) -> Any:
     return request(f"http://127.0.0.1:{lab.ports['GATEWAY']}/rpc/ethereum", body)
 
 
-def test_pause_kill_and_restart_hit_the_labs_p3_and_never_the_decoy(lab: ComposeLab, decoy: Any) -> None:
+def test_pause_kill_and_restart_hit_the_labs_p3_and_never_the_decoy(
+    lab: ComposeLab, decoy: Any, swarm: None
+) -> None:
     p3 = lab.container("p3")
     decoy_before = state_of(decoy)
     _, started, _ = state_of(p3)

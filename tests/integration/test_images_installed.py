@@ -106,7 +106,14 @@ def test_locust_loads_the_packaged_locustfile(installed: Installed) -> None:
         cwd=installed.root, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert listing.returncode == 0, listing.stderr[-3000:]
-    assert "JsonRpcUser" in listing.stdout
+    # The open model (the default) sends from its dispatcher: Locust's users are the subscribers.
+    assert "NewHeadsSubscriber" in listing.stdout
+    closed = subprocess.run(
+        [installed.venv / "bin" / "python", "-m", "locust", "-f", locustfile, "--list"],
+        cwd=installed.root, env={**env, "LAB_LOAD": '{"model": "closed"}'}, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert closed.returncode == 0 and "JsonRpcUser" in closed.stdout, closed.stderr[-3000:]
 
 
 INSPECT_IMAGE_INPUTS = """

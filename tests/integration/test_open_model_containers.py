@@ -51,8 +51,12 @@ def run_paused(model: str, tmp_path: Path) -> tuple[Any, float, float]:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     [run_dir] = list(out.iterdir())
+    # The pause's window as it took effect (a start's `ts` is when it was issued, before `docker pause`
+    # returned; an end's is when the unpause had taken effect).
     events = {
-        e["event"]: e["ts"] for e in iter_events(run_dir, "faults") if e["fault_id"].startswith("freeze")
+        e["event"]: e["effective_ts"]
+        for e in iter_events(run_dir, "faults")
+        if e["fault_id"].startswith("freeze")
     }
     return read_table(run_dir, "requests"), float(events["start"]), float(events["end"])
 

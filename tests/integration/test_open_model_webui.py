@@ -32,8 +32,15 @@ def post(url: str, form: dict[str, str]) -> bytes:
 def test_the_start_form_sets_the_target_rate(tmp_path: Path) -> None:
     port = serving.free_port()
     ui = f"http://127.0.0.1:{port}"
+    # In the web UI, LAB_RUN_DIR is the inbox: each swarm start → stop is a session, filed into a run
+    # directory of its own beside it (lab.webui.session).
+    inbox = tmp_path / "inbox"
+
+    def session_parts() -> list[Path]:
+        return [p for p in tmp_path.glob("*/requests/part-*.parquet") if not p.is_relative_to(inbox)]
+
     with start_provider_process("ui") as provider:
-        env = {**os.environ, "LAB_RUN_DIR": str(tmp_path), "LAB_RPC_PATH": "/", "LAB_LOAD_NEW_HEADS": "0"}
+        env = {**os.environ, "LAB_RUN_DIR": str(inbox), "LAB_RPC_PATH": "/", "LAB_LOAD_NEW_HEADS": "0"}
         env.pop("LAB_LOAD", None)
         locust = subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "-H", f"http://127.0.0.1:{provider.port}",
@@ -50,7 +57,7 @@ def test_the_start_form_sets_the_target_rate(tmp_path: Path) -> None:
                 {"user_count": "0", "spawn_rate": "1", "lab_rate": "120", "lab_max_in_flight": "50"},
             )
             wait_for_value(
-                lambda: len(list((tmp_path / "requests").glob("part-*.parquet"))) >= 4 or None,
+                lambda: len(session_parts()) >= 4 or None,
                 timeout=30,
                 message="four seconds of recorded load",
             )
@@ -58,7 +65,8 @@ def test_the_start_form_sets_the_target_rate(tmp_path: Path) -> None:
         finally:
             locust.terminate()
             locust.wait(30)
-    requests = read_table(tmp_path, "requests")
+    (session,) = {part.parent.parent for part in session_parts()}
+    requests = read_table(session, "requests")
     intended = requests["intended_ts"].astype("int64").to_numpy() / 1e6
     gaps = np.diff(np.sort(intended))
     assert np.median(gaps) == pytest.approx(1 / 120, rel=0.01), "sent at the form's rate, evenly"

@@ -142,18 +142,22 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     ui, toxiproxy = f"http://127.0.0.1:{ports['LOCUST']}", f"http://127.0.0.1:{ports['TOXIPROXY']}"
     until("a Locust worker", lambda: get_json(f"{ui}/stats/requests")["workers"], timeout=120)
 
-    # 1. start a swarm from Locust's own form; its link leads to the Faults tab
+    # 1. start a swarm from Locust's own form; its link leads to the Faults tab. The open model: the form's
+    # target rate drives the HTTP load, its user count is the compose file's 2 + 1 WebSocket subscribers.
     browser.get(ui + "/")
     users = until("Locust's start form", lambda: browser.find_element(By.NAME, "userCount"))
-    for name, value in (("userCount", "8"), ("spawnRate", "8")):
+    browser.find_element(By.XPATH, "//button[contains(., 'Custom parameters')]").click()  # lab_rate's accordion
+    rate = until("the form's target rate", lambda: browser.find_element(By.NAME, "labRate").is_displayed())
+    for name, value in (("userCount", "3"), ("spawnRate", "3"), ("labRate", "40")):
         field = browser.find_element(By.NAME, name)
-        field.send_keys("\b" * 5, value)
-    assert users.get_attribute("value") == "8"
+        field.send_keys("\b" * 8, value)
+    assert rate and users.get_attribute("value") == "3"
+    assert browser.find_element(By.NAME, "labRate").get_attribute("value") == "40"
     browser.find_element(By.XPATH, "//button[@type='submit']").click()
     browser.save_screenshot(str(shots / "1-locust-started.png"))
     browser.find_element(By.ID, "lab-faults-link").click()
     until("the session", lambda: "(running)" in browser.find_element(By.ID, "session-state").text)
-    until("the users running", lambda: get_json(f"{ui}/stats/requests")["user_count"] >= 8)
+    until("the subscribers running", lambda: get_json(f"{ui}/stats/requests")["user_count"] >= 3)
     run_id = browser.find_element(By.ID, "session-id").text
 
     def apply(target: str, action: str, fields: dict[str, str] | None = None) -> str:
@@ -226,7 +230,8 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     _OPENER.open(urllib.request.Request(f"{ui}/stop", method="POST"), timeout=120).close()
     session = f"{ui}/lab/faults/sessions/{run_id}"
     manifest = until("the session's end", lambda: (m := get_json(f"{session}/manifest.json"))["ended"] and m)
-    assert manifest["outcome"] == "stopped" and manifest["load"]["form"]["user_count"] == "8"
+    form = manifest["load"]["form"]
+    assert manifest["outcome"] == "stopped" and (form["user_count"], form["lab_rate"]) == ("3", "40")
     with _OPENER.open(f"{session}/faults.jsonl", timeout=10) as response:
         events = [json.loads(line) for line in response.read().splitlines()]
     assert sorted((e["fault_id"], e["event"]) for e in events) == sorted(
