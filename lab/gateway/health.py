@@ -86,6 +86,37 @@ class LatencyStats:
         }
 
 
+class InFlight:
+    """The start times of one provider's attempts still waiting for an answer. A provider whose oldest
+    attempt is already older than the slow-call threshold is slow *now*: completed attempts tell it only
+    once they complete, up to the full slowness later."""
+
+    __slots__ = ("_clock", "_next", "_started")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._next = 0
+        self._started: dict[int, float] = {}  # insertion order is start order: the first is the oldest
+
+    def start(self) -> int:
+        token = self._next
+        self._next += 1
+        self._started[token] = self._clock()
+        return token
+
+    def end(self, token: int) -> None:
+        self._started.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._started)
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest attempt in flight has waited (0 when none is)."""
+        for started in self._started.values():
+            return self._clock() - started
+        return 0.0
+
+
 # on_lag_change(provider_id, lagging, lag_blocks, best_head)
 LagListener = Callable[[str, bool, int, int], None]
 

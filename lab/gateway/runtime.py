@@ -20,7 +20,7 @@ from lab.gateway.config import (
     ProviderConfig,
     Strategy,
 )
-from lab.gateway.health import HEAD_SENSITIVE_METHODS, HeadTracker, LatencyStats
+from lab.gateway.health import HEAD_SENSITIVE_METHODS, HeadTracker, InFlight, LatencyStats
 from lab.gateway.metrics import ChainMetrics, Metrics
 from lab.gateway.upstream import JSON_HEADERS
 
@@ -37,6 +37,7 @@ class ChainPolicy:
     retries: int
     attempt_timeout_s: float
     deadline_s: float
+    slow_call_s: float | None
     lag_check: bool
     max_lag_blocks: int
     head_poll_interval_s: float
@@ -69,6 +70,7 @@ class ChainPolicy:
             retries=settings.retries,
             attempt_timeout_s=settings.attempt_timeout_s,
             deadline_s=settings.deadline_s,
+            slow_call_s=settings.slow_call_s,
             lag_check=settings.lag_check,
             max_lag_blocks=_first(chain.selection.max_lag_blocks, settings.max_lag_blocks),
             head_poll_interval_s=(
@@ -105,6 +107,7 @@ class ProviderRuntime:
         "http_headers",
         "http_target",
         "id",
+        "in_flight",
         "latency",
         "priority",
         "url",
@@ -124,6 +127,7 @@ class ProviderRuntime:
         self.ws_headers = dict(config.headers)
         self.breakers = breakers
         self.latency = LatencyStats()
+        self.in_flight = InFlight()  # HTTP attempts waiting for an answer
 
     @property
     def http_breaker(self) -> CircuitBreaker:
@@ -236,6 +240,13 @@ class ChainRuntime:
         others: list[ProviderRuntime] = []
         for provider in ranked:
             (closed if provider.breakers[transport].state is BreakerState.CLOSED else others).append(provider)
+        slow_s = self.policy.slow_call_s
+        if slow_s is not None and transport == "http":
+            # Slow now (its oldest attempt in flight is past the slow-call threshold): after the others,
+            # before the breaker has heard any slow answer.
+            slow_now = [p for p in closed if p.in_flight.oldest_age_s() > slow_s]
+            if slow_now:
+                closed = [p for p in closed if p not in slow_now] + slow_now
         if not others:
             return closed
         probes = [p for p in others if probe_first and p.breakers[transport].probe_available]

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from lab.gateway.health import LATENCY_EWMA_ALPHA, HeadPoller, HeadTracker, LatencyStats
+from lab.gateway.health import LATENCY_EWMA_ALPHA, HeadPoller, HeadTracker, InFlight, LatencyStats
 
 
 class Clock:
@@ -106,3 +106,19 @@ def test_latency_is_an_ewma_per_method_with_a_per_transport_fallback() -> None:
     assert stats.get("http", "eth_call") == pytest.approx(expected)
     assert stats.get("http", "eth_getLogs") == pytest.approx(expected)  # the transport's average
     assert stats.get("ws", "eth_call") is None
+
+
+def test_in_flight_tells_the_age_of_the_oldest_attempt_still_waiting() -> None:
+    clock = Clock()
+    in_flight = InFlight(clock)
+    assert in_flight.oldest_age_s() == 0.0 and len(in_flight) == 0
+    first = in_flight.start()
+    clock.now = 0.5
+    second = in_flight.start()
+    clock.now = 0.8
+    assert in_flight.oldest_age_s() == pytest.approx(0.8) and len(in_flight) == 2
+    in_flight.end(first)
+    assert in_flight.oldest_age_s() == pytest.approx(0.3)
+    in_flight.end(second)
+    in_flight.end(second)  # ending twice is harmless
+    assert in_flight.oldest_age_s() == 0.0 and len(in_flight) == 0
