@@ -67,6 +67,12 @@ class LatencyStats:
             seconds if previous is None else previous + LATENCY_EWMA_ALPHA * (seconds - previous)
         )
 
+    def forget(self, transport: str) -> None:
+        """Drop the transport's averages: they describe a provider that has since changed (a breaker
+        closing again), and would keep it last under `fastest` long after it healed."""
+        self._by_method.pop(transport, None)
+        self._overall.pop(transport, None)
+
     def get(self, transport: str, method: str) -> float | None:
         """The method's average, else the transport's average over all methods, else None."""
         methods = self._by_method.get(transport)

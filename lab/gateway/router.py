@@ -224,6 +224,8 @@ class Router:
             if permit is not None:
                 breaker.failure(permit, "slow")
         elif permit is not None:
+            if permit.probe:  # a healed provider: its averages from before the opening are history
+                provider.latency.forget("http")
             breaker.success(permit)
         provider.latency.record("http", method, elapsed)
         metrics.attempt(provider.id, "http", verdict.reason, elapsed)

@@ -122,3 +122,13 @@ def test_in_flight_tells_the_age_of_the_oldest_attempt_still_waiting() -> None:
     in_flight.end(second)
     in_flight.end(second)  # ending twice is harmless
     assert in_flight.oldest_age_s() == 0.0 and len(in_flight) == 0
+
+
+def test_forgetting_a_transport_drops_its_averages_only() -> None:
+    stats = LatencyStats()
+    stats.record("http", "eth_call", 1.5)
+    stats.record("ws", "eth_call", 0.2)
+    stats.forget("http")
+    assert stats.get("http", "eth_call") is None and stats.get("ws", "eth_call") == 0.2
+    stats.record("http", "eth_call", 0.01)
+    assert stats.get("http", "eth_call") == 0.01

@@ -388,6 +388,34 @@ def test_slow_answers_open_the_breaker_unless_slow_calls_are_off(
     run(scenario)
 
 
+def test_under_fastest_a_provider_whose_breaker_closes_again_is_judged_by_its_new_latency(
+    tmp_path: Path,
+) -> None:
+    """p1 slow: its slow answer opens its breaker; healed, the probe that closes the breaker replaces
+    the averages of its slow days, so `fastest` prefers it again at once."""
+
+    async def scenario() -> None:
+        settings: dict[str, Any] = {
+            "default_strategy": "fastest",
+            "slow_call_s": 0.1,
+            "breaker": {"failure_threshold": 1, "success_threshold": 1, "cooldown_s": 0.2},
+        }
+        async with lab(tmp_path, **settings) as (gw, (p1, p2), session):
+            p1.delay_s, p2.delay_s = 0.5, 0.04  # p2 is never slow, but slower than a healthy p1
+            answered = [(await call(session, gw.rpc_url("ethereum"), request()))[1]["result"]]
+            assert (await breaker_states(session, gw))["p1"] == "open"
+            answered.append((await call(session, gw.rpc_url("ethereum"), request()))[1]["result"])
+            p1.delay_s = 0
+            await async_wait_for_value(
+                lambda: breaker_states(session, gw), lambda s: s["p1"] == "half_open", timeout=10
+            )
+            for _ in range(3):  # the probe, then fastest's choices
+                answered.append((await call(session, gw.rpc_url("ethereum"), request()))[1]["result"])
+            assert answered == ["p1", "p2", "p1", "p1", "p1"]
+
+    run(scenario)
+
+
 def test_a_batch_answers_every_entry_in_order(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with lab(tmp_path) as (gw, (p1, _p2), session):
