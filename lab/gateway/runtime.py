@@ -4,7 +4,7 @@ latency and head tracking, and the resolved policy of each chain."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,13 +176,15 @@ class ChainRuntime:
     def observe_head(self, provider_id: str, number: int) -> None:
         self.observe_heads([(provider_id, number)])
 
-    def observe_heads(self, observations: list[tuple[str, int]]) -> None:
+    def observe_heads(
+        self, observations: list[tuple[str, int]], ages_s: Mapping[str, float] | None = None
+    ) -> None:
         if self.wrong_chain or self.unverified:  # another chain's head says nothing about this one's
             excluded = self.wrong_chain | self.unverified
             observations = [(pid, number) for pid, number in observations if pid not in excluded]
             if not observations:
                 return
-        self.heads.observe_all(observations)
+        self.heads.observe_all(observations, ages_s)
         for provider_id, number in observations:
             self.metrics.head(provider_id, number)
 
