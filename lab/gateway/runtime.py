@@ -221,7 +221,8 @@ class ChainRuntime:
     def healthy_order(
         self, ranked: list[ProviderRuntime], transport: str, method: str, *, probe_first: bool = True
     ) -> list[ProviderRuntime]:
-        """Lagging providers dropped for head-sensitive methods (unless that leaves none), then by breaker:
+        """Lagging providers dropped for head-sensitive methods (unless that leaves none, or only providers
+        whose breakers are open: then the lagging ones go first), then by breaker:
         half-open with a free probe slot first (a healed provider only closes its breaker if requests
         probe it; a failed probe costs one attempt and the request fails over), then closed, then the
         other half-open ones, then open (an open breaker refuses the attempt; it is listed so the error
@@ -236,8 +237,13 @@ class ChainRuntime:
         lagging = self.heads.lagging
         if lagging and self.policy.lag_check and method in HEAD_SENSITIVE_METHODS:
             fresh = [p for p in ranked if p.id not in lagging]
-            if fresh:
+            # Unless every provider at the tip is shut (its breaker open, e.g. ejected as slow): handing it
+            # all the traffic through panic routing would be worse than an answer a block behind, which
+            # the answer check still judges. Then the lagging ones come first.
+            if any(p.breakers[transport].state is not BreakerState.OPEN for p in fresh):
                 ranked = fresh
+            elif fresh:
+                ranked = [p for p in ranked if p.id in lagging] + fresh
         closed: list[ProviderRuntime] = []
         others: list[ProviderRuntime] = []
         for provider in ranked:
