@@ -77,6 +77,13 @@ class GatewaySettings(_Strict):
     retries: int = Field(2, ge=0, description="extra attempts on other providers after the first")
     attempt_timeout_s: float = Field(3.0, gt=0, description="timeout of one upstream attempt")
     deadline_s: float = Field(10.0, gt=0, description="overall time budget of one request, all attempts")
+    slow_call_s: float | None = Field(
+        0.3,
+        gt=0,
+        description="an HTTP attempt slower than this is a slow call: the breaker counts it as a failure "
+        "(its answer is still passed on), and a provider whose oldest attempt in flight is already older "
+        "is tried after the others; null: slowness moves no provider (only the latency strategies)",
+    )
     lag_check: bool = Field(True, description="avoid lagging providers for head-sensitive methods")
     max_lag_blocks: int = Field(1, ge=0, description="lag beyond which a provider counts as lagging")
     head_poll_interval_s: float = Field(1.0, gt=0, description="eth_blockNumber polling of every provider")

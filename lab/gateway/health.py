@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,12 @@ class LatencyStats:
             seconds if previous is None else previous + LATENCY_EWMA_ALPHA * (seconds - previous)
         )
 
+    def forget(self, transport: str) -> None:
+        """Drop the transport's averages: they describe a provider that has since changed (a breaker
+        closing again), and would keep it last under `fastest` long after it healed."""
+        self._by_method.pop(transport, None)
+        self._overall.pop(transport, None)
+
     def get(self, transport: str, method: str) -> float | None:
         """The method's average, else the transport's average over all methods, else None."""
         methods = self._by_method.get(transport)
@@ -84,6 +90,37 @@ class LatencyStats:
             }
             for transport, methods in self._by_method.items()
         }
+
+
+class InFlight:
+    """The start times of one provider's attempts still waiting for an answer. A provider whose oldest
+    attempt is already older than the slow-call threshold is slow *now*: completed attempts tell it only
+    once they complete, up to the full slowness later."""
+
+    __slots__ = ("_clock", "_next", "_started")
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._next = 0
+        self._started: dict[int, float] = {}  # insertion order is start order: the first is the oldest
+
+    def start(self) -> int:
+        token = self._next
+        self._next += 1
+        self._started[token] = self._clock()
+        return token
+
+    def end(self, token: int) -> None:
+        self._started.pop(token, None)
+
+    def __len__(self) -> int:
+        return len(self._started)
+
+    def oldest_age_s(self) -> float:
+        """Seconds the oldest attempt in flight has waited (0 when none is)."""
+        for started in self._started.values():
+            return self._clock() - started
+        return 0.0
 
 
 # on_lag_change(provider_id, lagging, lag_blocks, best_head)
@@ -114,15 +151,19 @@ class HeadTracker:
     def observe(self, provider_id: str, number: int) -> None:
         self.observe_all([(provider_id, number)])
 
-    def observe_all(self, observations: Iterable[tuple[str, int]]) -> None:
-        """Heads observed at the same instant (a poll round), judged together: judged one by one, the
-        first fresh answer would make the others' older answers look behind while the block time is
-        still unknown."""
+    def observe_all(
+        self, observations: Iterable[tuple[str, int]], ages_s: Mapping[str, float] | None = None
+    ) -> None:
+        """Heads of one poll round, judged together: judged one by one, the first fresh answer would make
+        the others' older answers look behind while the block time is still unknown. `ages_s`: how long
+        ago each answer arrived (a round ends with its slowest answer; stamping a fast answer with that
+        moment would make it look a block behind a slow provider's later one)."""
         now = self._clock()
         for provider_id, number in observations:
-            self._heads[provider_id] = (number, now)
+            at = now - (ages_s.get(provider_id, 0.0) if ages_s else 0.0)
+            self._heads[provider_id] = (number, at)
             if self._best is None or number > self._best[0]:
-                self._best = (number, now)
+                self._best = (number, at)
                 self._first_best = self._first_best or self._best
         self._reevaluate()
 
@@ -192,11 +233,12 @@ class HeadTracker:
 
 
 class HeadPoller:
-    """Polls every provider's head at a fixed interval and reports each round's answers together."""
+    """Polls every provider's head at a fixed interval and reports each round's answers together, with
+    how long before the round's end each arrived."""
 
     def __init__(
         self,
-        observe: Callable[[list[tuple[str, int]]], None],
+        observe: Callable[[list[tuple[str, int]], dict[str, float]], None],
         provider_ids: Iterable[str],
         fetch_head: Callable[[str], Awaitable[int | None]],
         interval_s: float,
@@ -219,9 +261,17 @@ class HeadPoller:
             self._task = None
 
     async def poll_once(self) -> None:
-        results = await asyncio.gather(
-            *(self._fetch(pid) for pid in self._provider_ids), return_exceptions=True
-        )
+        loop = asyncio.get_running_loop()
+        arrived: dict[str, float] = {}
+
+        async def fetch(pid: str) -> int | None:
+            try:
+                return await self._fetch(pid)
+            finally:
+                arrived[pid] = loop.time()
+
+        results = await asyncio.gather(*(fetch(pid) for pid in self._provider_ids), return_exceptions=True)
+        ended = loop.time()
         answered: list[tuple[str, int]] = []
         for pid, result in zip(self._provider_ids, results, strict=True):
             if isinstance(result, int):
@@ -229,7 +279,7 @@ class HeadPoller:
             elif isinstance(result, BaseException):
                 log.debug("head poll of %s failed: %r", pid, result)
         if answered:
-            self._observe(answered)
+            self._observe(answered, {pid: ended - arrived[pid] for pid, _ in answered})
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

@@ -71,6 +71,12 @@ class Metrics:
             ["profile", "chain", "provider"],
             registry=r,
         )
+        self.slow_calls = Counter(
+            "gateway_slow_calls",
+            "HTTP attempts answered after more than slow_call_s (counted against the provider's breaker)",
+            ["profile", "chain", "provider"],
+            registry=r,
+        )
         self.breaker_state = Gauge(
             "gateway_breaker_state",
             "Circuit breaker state: 0 closed, 1 half-open, 2 open",
@@ -154,6 +160,7 @@ class ChainMetrics:
         self._upstream_latency = _Children(metrics.upstream_latency, *labels)
         self._failovers = _Children(metrics.failovers, *labels)
         self._panic_attempts = _Children(metrics.panic_attempts, *labels)
+        self._slow_calls = _Children(metrics.slow_calls, *labels)
         self._breaker_state = _Children(metrics.breaker_state, *labels)
         self._breaker_transitions = _Children(metrics.breaker_transitions, *labels)
         self._provider_head = _Children(metrics.provider_head, *labels)
@@ -176,6 +183,9 @@ class ChainMetrics:
 
     def panic(self, provider: str) -> None:
         self._panic_attempts.get(provider).inc()
+
+    def slow_call(self, provider: str) -> None:
+        self._slow_calls.get(provider).inc()
 
     def breaker(self, provider: str, transport: str, state: str, transition: bool = True) -> None:
         self._breaker_state.get(provider, transport).set(BREAKER_STATE_VALUES[state])

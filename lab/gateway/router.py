@@ -177,6 +177,7 @@ class Router:
         highest_head = chain.heads.highest_head()  # before sending: any answer below it is stale
         started = time.perf_counter()
         response: Any = None
+        in_flight = provider.in_flight.start()
         try:
             status, raw = await http_post(
                 self._session,
@@ -201,6 +202,8 @@ class Router:
                 verdict = classify.BAD_RESPONSE
             if verdict is classify.SUCCESS and chain.policy.answer_check:
                 verdict = _judge_answer(chain, provider, call, response["result"], raw, highest_head)
+        finally:
+            provider.in_flight.end(in_flight)
         elapsed = time.perf_counter() - started
         metrics = chain.metrics
         if verdict is _STALE_HEAD:  # a lagging node, not a broken one: the lag check keeps it out
@@ -213,7 +216,16 @@ class Router:
             if permit is not None:
                 breaker.failure(permit, verdict.reason)
             return (provider, verdict, response)
-        if permit is not None:
+        slow_s = chain.policy.slow_call_s
+        if slow_s is not None and elapsed > slow_s:
+            # A slow answer is passed on, but counts against the provider as a failure would (slow-call
+            # ejection): consecutive ones open its breaker, and clients stop waiting on it.
+            metrics.slow_call(provider.id)
+            if permit is not None:
+                breaker.failure(permit, "slow")
+        elif permit is not None:
+            if permit.probe:  # a healed provider: its averages from before the opening are history
+                provider.latency.forget("http")
             breaker.success(permit)
         provider.latency.record("http", method, elapsed)
         metrics.attempt(provider.id, "http", verdict.reason, elapsed)

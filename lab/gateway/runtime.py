@@ -4,7 +4,7 @@ latency and head tracking, and the resolved policy of each chain."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from lab.gateway.config import (
     ProviderConfig,
     Strategy,
 )
-from lab.gateway.health import HEAD_SENSITIVE_METHODS, HeadTracker, LatencyStats
+from lab.gateway.health import HEAD_SENSITIVE_METHODS, HeadTracker, InFlight, LatencyStats
 from lab.gateway.metrics import ChainMetrics, Metrics
 from lab.gateway.upstream import JSON_HEADERS
 
@@ -37,6 +37,7 @@ class ChainPolicy:
     retries: int
     attempt_timeout_s: float
     deadline_s: float
+    slow_call_s: float | None
     lag_check: bool
     max_lag_blocks: int
     head_poll_interval_s: float
@@ -69,6 +70,7 @@ class ChainPolicy:
             retries=settings.retries,
             attempt_timeout_s=settings.attempt_timeout_s,
             deadline_s=settings.deadline_s,
+            slow_call_s=settings.slow_call_s,
             lag_check=settings.lag_check,
             max_lag_blocks=_first(chain.selection.max_lag_blocks, settings.max_lag_blocks),
             head_poll_interval_s=(
@@ -105,6 +107,7 @@ class ProviderRuntime:
         "http_headers",
         "http_target",
         "id",
+        "in_flight",
         "latency",
         "priority",
         "url",
@@ -124,6 +127,7 @@ class ProviderRuntime:
         self.ws_headers = dict(config.headers)
         self.breakers = breakers
         self.latency = LatencyStats()
+        self.in_flight = InFlight()  # HTTP attempts waiting for an answer
 
     @property
     def http_breaker(self) -> CircuitBreaker:
@@ -172,13 +176,15 @@ class ChainRuntime:
     def observe_head(self, provider_id: str, number: int) -> None:
         self.observe_heads([(provider_id, number)])
 
-    def observe_heads(self, observations: list[tuple[str, int]]) -> None:
+    def observe_heads(
+        self, observations: list[tuple[str, int]], ages_s: Mapping[str, float] | None = None
+    ) -> None:
         if self.wrong_chain or self.unverified:  # another chain's head says nothing about this one's
             excluded = self.wrong_chain | self.unverified
             observations = [(pid, number) for pid, number in observations if pid not in excluded]
             if not observations:
                 return
-        self.heads.observe_all(observations)
+        self.heads.observe_all(observations, ages_s)
         for provider_id, number in observations:
             self.metrics.head(provider_id, number)
 
@@ -215,7 +221,8 @@ class ChainRuntime:
     def healthy_order(
         self, ranked: list[ProviderRuntime], transport: str, method: str, *, probe_first: bool = True
     ) -> list[ProviderRuntime]:
-        """Lagging providers dropped for head-sensitive methods (unless that leaves none), then by breaker:
+        """Lagging providers dropped for head-sensitive methods (unless that leaves none, or only providers
+        whose breakers are open: then the lagging ones go first), then by breaker:
         half-open with a free probe slot first (a healed provider only closes its breaker if requests
         probe it; a failed probe costs one attempt and the request fails over), then closed, then the
         other half-open ones, then open (an open breaker refuses the attempt; it is listed so the error
@@ -230,12 +237,24 @@ class ChainRuntime:
         lagging = self.heads.lagging
         if lagging and self.policy.lag_check and method in HEAD_SENSITIVE_METHODS:
             fresh = [p for p in ranked if p.id not in lagging]
-            if fresh:
+            # Unless every provider at the tip is shut (its breaker open, e.g. ejected as slow): handing it
+            # all the traffic through panic routing would be worse than an answer a block behind, which
+            # the answer check still judges. Then the lagging ones come first.
+            if any(p.breakers[transport].state is not BreakerState.OPEN for p in fresh):
                 ranked = fresh
+            elif fresh:
+                ranked = [p for p in ranked if p.id in lagging] + fresh
         closed: list[ProviderRuntime] = []
         others: list[ProviderRuntime] = []
         for provider in ranked:
             (closed if provider.breakers[transport].state is BreakerState.CLOSED else others).append(provider)
+        slow_s = self.policy.slow_call_s
+        if slow_s is not None and transport == "http":
+            # Slow now (its oldest attempt in flight is past the slow-call threshold): after the others,
+            # before the breaker has heard any slow answer.
+            slow_now = [p for p in closed if p.in_flight.oldest_age_s() > slow_s]
+            if slow_now:
+                closed = [p for p in closed if p not in slow_now] + slow_now
         if not others:
             return closed
         probes = [p for p in others if probe_first and p.breakers[transport].probe_available]

@@ -29,6 +29,7 @@ WEAK_SETTINGS = {
     "chain_id_check": False,
     "answer_check": False,
     "follow_reorgs": False,
+    "slow_call_s": None,
 }
 # The scenarios of misbehaving providers that make wrong answers possible (issue 10): the reference
 # gateway keeps every wrong answer from its clients; the weak settings pass them on.

@@ -163,6 +163,19 @@ def test_without_the_check_every_provider_is_used(tmp_path: Path) -> None:
     assert len(chain.healthy_order(list(chain.providers), "http", "eth_call")) == 3
 
 
+def test_lagging_providers_are_dropped_unless_every_fresh_one_is_shut(tmp_path: Path) -> None:
+    """A fresh provider whose breaker is open (e.g. ejected as slow) does not get all head-sensitive
+    traffic through panic routing: the lagging ones are tried first."""
+    chain = next(registry(tmp_path, chain_id_check=False).chains())
+    providers = list(chain.providers)
+    chain.observe_heads([("p1", 110), ("p2", 100), ("p3", 100)])
+    assert chain.heads.lagging == {"p2", "p3"}
+    assert [p.id for p in chain.healthy_order(providers, "http", "eth_call")] == ["p1"]
+    assert [p.id for p in chain.healthy_order(providers, "http", "net_version")] == ["p1", "p2", "p3"]
+    chain.providers[0].http_breaker.force_open()
+    assert [p.id for p in chain.healthy_order(providers, "http", "eth_call")] == ["p2", "p3", "p1"]
+
+
 def test_forgetting_a_providers_head_takes_the_best_from_the_others() -> None:
     changes: list[tuple[str, bool]] = []
     tracker = HeadTracker(

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from lab.gateway.health import LATENCY_EWMA_ALPHA, HeadPoller, HeadTracker, LatencyStats
+from lab.gateway.health import LATENCY_EWMA_ALPHA, HeadPoller, HeadTracker, InFlight, LatencyStats
 
 
 class Clock:
@@ -82,9 +82,33 @@ def test_poller_reports_each_answer_and_skips_failures() -> None:
             raise ConnectionError("down")
         return None if provider_id == "c" else 42
 
-    poller = HeadPoller(observed.extend, ["a", "b", "c"], fetch, interval_s=1.0)
+    poller = HeadPoller(lambda answers, _ages: observed.extend(answers), ["a", "b", "c"], fetch, 1.0)
     asyncio.run(poller.poll_once())
     assert observed == [("a", 42)]
+
+
+def test_a_fast_answer_is_not_stamped_with_the_arrival_of_a_slow_one() -> None:
+    """One round: "a" answers at once, "slow" a second later and a block further. Stamped each with its
+    own arrival, "a" is in step; stamped both at the round's end, "a" would look two blocks behind."""
+    clock = Clock()
+    heads, changes = tracker(clock, block_time_s=0.5, max_lag=1)
+    rounds: list[tuple[list[tuple[str, int]], dict[str, float]]] = []
+
+    async def fetch(provider_id: str) -> int | None:
+        if provider_id == "a":
+            return 100
+        await asyncio.sleep(0.2)  # the slow provider's answer comes last
+        return 101
+
+    poller = HeadPoller(lambda answers, ages: rounds.append((answers, ages)), ["a", "b"], fetch, 1.0)
+    asyncio.run(poller.poll_once())
+    ((answers, ages),) = rounds
+    assert answers == [("a", 100), ("b", 101)] and ages["b"] < 0.1 and ages["a"] >= 0.2
+    clock.now = 10.0
+    heads.observe_all([("a", 100), ("b", 102)], {"a": 1.0, "b": 0.0})  # "a" answered a second earlier
+    assert heads.lag("a") == 0 and heads.lagging == frozenset() and changes == []
+    heads.observe_all([("a", 100), ("b", 102)])  # both stamped now: "a" looks 2 blocks behind
+    assert heads.lagging == {"a"}
 
 
 def test_a_poll_round_is_judged_together_while_the_block_time_is_unknown() -> None:
@@ -106,3 +130,29 @@ def test_latency_is_an_ewma_per_method_with_a_per_transport_fallback() -> None:
     assert stats.get("http", "eth_call") == pytest.approx(expected)
     assert stats.get("http", "eth_getLogs") == pytest.approx(expected)  # the transport's average
     assert stats.get("ws", "eth_call") is None
+
+
+def test_in_flight_tells_the_age_of_the_oldest_attempt_still_waiting() -> None:
+    clock = Clock()
+    in_flight = InFlight(clock)
+    assert in_flight.oldest_age_s() == 0.0 and len(in_flight) == 0
+    first = in_flight.start()
+    clock.now = 0.5
+    second = in_flight.start()
+    clock.now = 0.8
+    assert in_flight.oldest_age_s() == pytest.approx(0.8) and len(in_flight) == 2
+    in_flight.end(first)
+    assert in_flight.oldest_age_s() == pytest.approx(0.3)
+    in_flight.end(second)
+    in_flight.end(second)  # ending twice is harmless
+    assert in_flight.oldest_age_s() == 0.0 and len(in_flight) == 0
+
+
+def test_forgetting_a_transport_drops_its_averages_only() -> None:
+    stats = LatencyStats()
+    stats.record("http", "eth_call", 1.5)
+    stats.record("ws", "eth_call", 0.2)
+    stats.forget("http")
+    assert stats.get("http", "eth_call") is None and stats.get("ws", "eth_call") == 0.2
+    stats.record("http", "eth_call", 0.01)
+    assert stats.get("http", "eth_call") == 0.01

@@ -29,6 +29,7 @@ class FakeUpstream:
         self.name = name
         self.mode = "ok"
         self.delay_s = 0.0
+        self.gate: asyncio.Event | None = None  # when set, answers wait for it (a provider slow for now)
         self.calls: list[str] = []
         app = web.Application()
         app.router.add_post("/", self.handle)
@@ -45,6 +46,8 @@ class FakeUpstream:
         self.calls.append(body["method"])
         if self.delay_s:
             await asyncio.sleep(self.delay_s)  # the upstream's latency
+        if self.gate is not None:
+            await self.gate.wait()
         answer: dict[str, Any] = {"jsonrpc": "2.0", "id": body["id"]}
         if self.mode == "ok":
             return web.json_response({**answer, "result": self.name})
@@ -321,6 +324,94 @@ def test_when_every_breaker_refuses_panic_routing_tries_anyway(tmp_path: Path, p
                 assert body["error"]["data"] == {"provider": "p1", "reason": "circuit_open"}
             # Panic attempts leave the breakers to their own cool-down.
             assert await breaker_states(session, gw) == {"p1": "open", "p2": "open"}
+
+    run(scenario)
+
+
+def test_a_provider_slow_now_is_tried_after_the_others_before_any_slow_answer(tmp_path: Path) -> None:
+    """The oldest attempt in flight on p1 is past slow_call_s: the next request goes to p2 first, although
+    p1 is first by priority and has not answered slowly yet."""
+
+    async def scenario() -> None:
+        async with lab(tmp_path, slow_call_s=0.05) as (gw, (p1, _p2), session):
+            p1.gate = asyncio.Event()
+            waiting = asyncio.create_task(call(session, gw.rpc_url("ethereum"), request()))
+            (chain,) = gw.gateway.registry.chains()
+            primary = next(p for p in chain.providers if p.id == "p1")
+
+            async def oldest_age() -> float:
+                return primary.in_flight.oldest_age_s()
+
+            await async_wait_for_value(oldest_age, lambda age: age > 0.05, timeout=10, interval=0.01)
+            _, body, headers = await call(session, gw.rpc_url("ethereum"), request(), include_meta="headers")
+            assert body["result"] == "p2" and headers["X-Lasso-Attempts"] == "1"
+            p1.gate.set()
+            _, body, _ = await waiting
+            assert body["result"] == "p1"  # a slow answer is still an answer
+            assert len(primary.in_flight) == 0
+            _, body, _ = await call(session, gw.rpc_url("ethereum"), request())
+            assert body["result"] == "p1"  # nothing in flight, one slow call: p1 is first again
+
+    run(scenario)
+
+
+@pytest.mark.parametrize("slow_call_s", [0.05, None])
+def test_slow_answers_open_the_breaker_unless_slow_calls_are_off(
+    tmp_path: Path, slow_call_s: float | None
+) -> None:
+    async def scenario() -> None:
+        settings: dict[str, Any] = {
+            "slow_call_s": slow_call_s,
+            "breaker": {"failure_threshold": 2, "cooldown_s": 3600},
+        }
+        async with lab(tmp_path, **settings) as (gw, (p1, _p2), session):
+            p1.delay_s = 0.2  # above the threshold, one request at a time: nothing slow in flight
+            for _ in range(2):
+                _, body, _ = await call(session, gw.rpc_url("ethereum"), request())
+                assert body["result"] == "p1"
+            _, body, _ = await call(session, gw.rpc_url("ethereum"), request())
+            breakers = [e for e in gw.gateway.events.history() if e["type"] == "breaker"]
+            metrics = gw.gateway.metrics.render()
+            if slow_call_s is None:
+                assert body["result"] == "p1" and breakers == []
+                assert b"gateway_slow_calls_total{" not in metrics
+            else:
+                assert body["result"] == "p2" and len(p1.calls) == 2
+                assert [(e["provider"], e["to"], e["reason"]) for e in breakers] == [
+                    ("p1", "open", "failure_threshold:slow")
+                ]
+                assert (
+                    b'gateway_slow_calls_total{chain="ethereum",profile="public",provider="p1"} 2.0'
+                    in metrics
+                )
+
+    run(scenario)
+
+
+def test_under_fastest_a_provider_whose_breaker_closes_again_is_judged_by_its_new_latency(
+    tmp_path: Path,
+) -> None:
+    """p1 slow: its slow answer opens its breaker; healed, the probe that closes the breaker replaces
+    the averages of its slow days, so `fastest` prefers it again at once."""
+
+    async def scenario() -> None:
+        settings: dict[str, Any] = {
+            "default_strategy": "fastest",
+            "slow_call_s": 0.1,
+            "breaker": {"failure_threshold": 1, "success_threshold": 1, "cooldown_s": 0.2},
+        }
+        async with lab(tmp_path, **settings) as (gw, (p1, p2), session):
+            p1.delay_s, p2.delay_s = 0.5, 0.04  # p2 is never slow, but slower than a healthy p1
+            answered = [(await call(session, gw.rpc_url("ethereum"), request()))[1]["result"]]
+            assert (await breaker_states(session, gw))["p1"] == "open"
+            answered.append((await call(session, gw.rpc_url("ethereum"), request()))[1]["result"])
+            p1.delay_s = 0
+            await async_wait_for_value(
+                lambda: breaker_states(session, gw), lambda s: s["p1"] == "half_open", timeout=10
+            )
+            for _ in range(3):  # the probe, then fastest's choices
+                answered.append((await call(session, gw.rpc_url("ethereum"), request()))[1]["result"])
+            assert answered == ["p1", "p2", "p1", "p1", "p1"]
 
     run(scenario)
 
