@@ -126,11 +126,20 @@ def swarm(lab: ComposeLab) -> Iterator[None]:
     subscribers and a light open-model load; stopped afterwards."""
     ui = f"http://127.0.0.1:{lab.ports['LOCUST']}"
 
-    def post(path: str, form: dict[str, str]) -> None:
+    def post(path: str, form: dict[str, str]) -> Any:
         data = urllib.parse.urlencode(form).encode()
-        urllib.request.urlopen(urllib.request.Request(ui + path, data=data), timeout=30).close()
+        with urllib.request.urlopen(urllib.request.Request(ui + path, data=data), timeout=30) as response:
+            return json.load(response)
 
-    post("/swarm", {"user_count": "3", "spawn_rate": "3", "lab_rate": "10"})
+    wait_for_value(  # a distributed swarm starts only once a worker has joined
+        lambda: request(f"{ui}/stats/requests")["worker_count"],
+        lambda n: n >= 1,
+        timeout=60,
+        message="a Locust worker",
+        ignore=(OSError, ValueError),
+    )
+    started = post("/swarm", {"user_count": "3", "spawn_rate": "3", "lab_rate": "10"})
+    assert started.get("success"), started
     wait_for_value(
         lambda: request(f"{lab.faults}/state"),
         lambda state: bool((state.get("session") or {}).get("running")),

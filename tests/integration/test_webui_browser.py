@@ -146,7 +146,8 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     # target rate drives the HTTP load, its user count is the compose file's 2 + 1 WebSocket subscribers.
     browser.get(ui + "/")
     users = until("Locust's start form", lambda: browser.find_element(By.NAME, "userCount"))
-    browser.find_element(By.XPATH, "//button[contains(., 'Custom parameters')]").click()  # lab_rate's accordion
+    # the target rate is under Locust's "Custom parameters" accordion
+    browser.find_element(By.XPATH, "//button[contains(., 'Custom parameters')]").click()
     rate = until("the form's target rate", lambda: browser.find_element(By.NAME, "labRate").is_displayed())
     for name, value in (("userCount", "3"), ("spawnRate", "3"), ("labRate", "40")):
         field = browser.find_element(By.NAME, name)
