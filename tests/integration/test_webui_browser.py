@@ -205,7 +205,12 @@ def test_faults_from_the_tab_are_seen_lifted_and_reported(compose_lab: dict[str,
     assert {(w["action"], w["target"]) for w in windows} == {("latency", "p1"), ("cut", "p2"), ("kill", "p3")}
     listed = browser.find_elements(By.CSS_SELECTOR, "#windows li[data-active=true]")
     assert sorted(li.get_attribute("data-fault") for li in listed) == sorted([latency, cut, killed])
-    time.sleep(3)  # let the charts show a few seconds of the faults for the screenshot
+    last_row = "const r = window.labLive.rows; return r.length ? r[r.length - 1][0] : null"
+    faults_from = max(w["start"] for w in windows)  # s since the session started, as the chart's rows
+    until(
+        "the charts drawn 3 s into the faults",
+        lambda: (browser.execute_script(last_row) or 0) >= faults_from + 3,
+    )
     browser.save_screenshot(str(shots / "2-faults-active.png"))
 
     # 4. lift all
