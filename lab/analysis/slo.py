@@ -15,7 +15,7 @@ every check passed, else "fail". An incomplete run never passes: `passed` is Fal
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from lab.scenario.slos import SLOSpec
@@ -229,7 +229,7 @@ def _wrong_answers(threshold: float, s: dict[str, Any]) -> SLOCheck:
         f"orphaned of {heads.get('checked', 0)} subscriber heads, "
         f"{c.get('subscriber_missed_reorgs') or 0} reorgs subscribers were never shown"
     )
-    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+    return replace(check, detail=detail)
 
 
 def _head_regressions(threshold: float, s: dict[str, Any]) -> SLOCheck:
@@ -247,7 +247,7 @@ def _head_regressions(threshold: float, s: dict[str, Any]) -> SLOCheck:
         f"{check.detail}: {c.get('client_head_regressions')} by clients, "
         f"{c.get('subscriber_head_regressions')} by subscribers"
     )
-    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+    return replace(check, detail=detail)
 
 
 def _breaker_opens(threshold: float, s: dict[str, Any]) -> SLOCheck:
@@ -279,7 +279,7 @@ def _memory_slope(threshold: float, s: dict[str, Any]) -> SLOCheck:
         f"{check.detail}; {memory['first_mb']:.0f} → {memory['last_mb']:.0f} MB, "
         f"{memory['samples']} samples over {memory['span_s']:.0f} s"
     )
-    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+    return replace(check, detail=detail)
 
 
 def _max_open_fds(threshold: float, s: dict[str, Any]) -> SLOCheck:
@@ -298,7 +298,7 @@ def _open_fds_growth(threshold: float, s: dict[str, Any]) -> SLOCheck:
     if fds is None or actual is None:
         return check
     detail = f"{check.detail}; median {_fmt(fds['first_third_median'])} → {_fmt(fds['last_third_median'])}"
-    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+    return replace(check, detail=detail)
 
 
 def _latency_drift(threshold: float, s: dict[str, Any]) -> SLOCheck:
@@ -309,7 +309,7 @@ def _latency_drift(threshold: float, s: dict[str, Any]) -> SLOCheck:
     if drift is None or actual is None:
         return check
     detail = f"{check.detail}; p95 {drift['first_third_p95_ms']:.1f} ms → {drift['last_third_p95_ms']:.1f} ms"
-    return SLOCheck(check.name, check.objective, check.threshold, check.actual, check.status, detail)
+    return replace(check, detail=detail)
 
 
 _CHECKS: dict[str, Callable[[float, dict[str, Any]], SLOCheck]] = {
