@@ -11,7 +11,7 @@ sum of independent Poisson processes is a Poisson process at the full rate.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 # When the target rate is 0 (a ramp starting from nothing), look again this much later.
 IDLE_STEP_S = 0.01
@@ -47,17 +47,19 @@ class ArrivalSchedule:
         self._anchor = 0.0  # constant: the arrival where the rate last changed, and that rate
         self._anchor_rate = 0.0
         self._steps = 0
+        self._rate: float | None = rate_at(0.0)  # the rate at `_elapsed`
 
     def next(self) -> float | None:
         """The next intended send time, or None when the load is over."""
         elapsed = self._elapsed
+        rate = self._rate
         while True:
-            rate = self.rate_at(elapsed)
             if rate is None:
                 return None
             if rate > 0:
                 break
             elapsed += IDLE_STEP_S
+            rate = self.rate_at(elapsed)
         if self.poisson:
             elapsed += self.rng.expovariate(rate / self.lanes)
         elif self.count and rate == self._anchor_rate and elapsed == self._elapsed:  # (not after an idle)
@@ -69,8 +71,24 @@ class ArrivalSchedule:
             elapsed += (self._first_slot if self.count == 0 else self.lanes) / rate
             self._anchor, self._anchor_rate, self._steps = elapsed, rate, 0
         elapsed = round(elapsed, 9)
-        if self.rate_at(elapsed) is None:
+        self._rate = self.rate_at(elapsed)  # also the next arrival's starting rate
+        if self._rate is None:
             return None
         self._elapsed = elapsed
         self.count += 1
         return self.start + elapsed
+
+
+def assign_lanes(processes: Iterable[str]) -> dict[str, int]:
+    """A lane for each process sharing the schedule (by its id), fixed when the load starts."""
+    return {process: lane for lane, process in enumerate(sorted(processes))}
+
+
+def lane_of(lanes: Mapping[str, int], process: str | None) -> tuple[int, int] | None:
+    """(lane, number of lanes) of `process`: the whole schedule when it is not shared (no lanes, or no
+    process id: Locust's local runner); None for a process that joined after the lanes were assigned
+    (its arrivals would double another lane's)."""
+    if process is None or not lanes:
+        return 0, 1
+    lane = lanes.get(process)
+    return None if lane is None else (lane, len(lanes))

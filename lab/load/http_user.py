@@ -25,7 +25,7 @@ from locust.contrib.fasthttp import FastHttpSession
 
 from lab.checker import AnswerInspector
 from lab.load.recorder import install, worker_id
-from lab.load.rpc import ChainKnowledge, MethodMix, Outcome, classify, params_for, read_meta
+from lab.load.rpc import ChainKnowledge, HeaderSource, MethodMix, Outcome, classify, params_for, read_meta
 from lab.load.settings import settings_from_env
 
 SETTINGS = settings_from_env()
@@ -46,11 +46,12 @@ def accept_every_status(session: FastHttpSession) -> FastHttpSession:
 
 
 class RpcSender:
-    """Builds JSON-RPC calls from the method mix and sends them through a Locust FastHttpSession, putting
-    what the run record needs into the request's context (lab.load.recorder)."""
+    """Builds JSON-RPC calls from the method mix and judges their answers for the run record (what the
+    request's context needs: lab.load.recorder). Each load model sends with its own client: the closed
+    model with Locust's FastHttpSession (`send`), the open model with the geventhttpclient client beneath
+    it (lab.load.open_user)."""
 
-    def __init__(self, session: FastHttpSession, rng: random.Random) -> None:
-        self.session = accept_every_status(session)
+    def __init__(self, rng: random.Random) -> None:
         self.rng = rng
         self.mix = MethodMix(LOAD.methods)
         self.chain = ChainKnowledge()
@@ -67,27 +68,63 @@ class RpcSender:
         method, params = params_for(self.mix.choose(self.rng), self.chain, self.rng)
         return {"jsonrpc": "2.0", "id": next(self.ids), "method": method, "params": params}
 
-    def send(
-        self, calls: list[dict[str, Any]], *, batch: bool, client: str, intended_ts: float | None = None
-    ) -> None:
-        """Send `calls` (one request, or a batch) now; `intended_ts`: when the schedule meant to send it
-        (None: now, the closed model)."""
-        body = orjson.dumps(calls if batch else calls[0])
-        name = "batch" if batch else calls[0]["method"]
-        context = {
+    @staticmethod
+    def context(batch: bool, client: str, intended_ts: float | None) -> dict[str, Any]:
+        return {
             "transport": "batch" if batch else "http",
             "batch_id": uuid.uuid4().hex if batch else None,
             "client": client,
             "intended_ts": intended_ts,
         }
+
+    def judge(
+        self,
+        calls: list[dict[str, Any]],
+        *,
+        batch: bool,
+        status: int,
+        content: bytes | None,
+        error: BaseException | None,
+        headers: HeaderSource | None,
+        sent_at: float,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The record's entries for an answer (one per call), and the failure text when one failed."""
+        outcomes = classify([(c["id"], c["method"]) for c in calls], status, content, error, batch=batch)
+        meta = read_meta(headers)
+        entries = []
+        failed = None
+        for call, outcome in zip(calls, outcomes, strict=True):
+            provider, attempts = meta.at(outcome.position)
+            entry = {**outcome.row(), "provider": provider, "attempts": attempts}
+            if outcome.ok:
+                if INSPECTOR is not None:
+                    entry.update(INSPECTOR.inspect(outcome.method, call["params"], outcome.result, sent_at))
+                self.chain.learn(outcome.method, outcome.result)
+            elif failed is None:
+                failed = outcome
+            entries.append(entry)
+        return entries, None if failed is None else failure_text(failed, status)
+
+    def send(
+        self,
+        session: FastHttpSession,
+        calls: list[dict[str, Any]],
+        *,
+        batch: bool,
+        client: str,
+        intended_ts: float | None = None,
+    ) -> None:
+        """Send `calls` (one request, or a batch) now with Locust's session; `intended_ts`: when the
+        schedule meant to send it (None: now)."""
+        body = orjson.dumps(calls if batch else calls[0])
         # Locust documents `data` as str or bytes but annotates it `str | dict`: bytes go out as they are.
-        with self.session.post(
+        with session.post(
             self.path,
             data=body,  # type: ignore[arg-type]
             headers=JSON_HEADERS,
-            name=name,
+            name="batch" if batch else calls[0]["method"],
             catch_response=True,
-            context=context,
+            context=self.context(batch, client, intended_ts),
         ) as response:
             status = response.status_code or 0
             error = getattr(response, "error", None)
@@ -95,25 +132,20 @@ class RpcSender:
                 content = response.content if status else None
             except Exception as exc:  # the body could not be read: a transport failure after the status
                 content, error, status = None, exc, 0
-            outcomes = classify([(c["id"], c["method"]) for c in calls], status, content, error, batch=batch)
-            meta = read_meta(response.headers)
-            sent_at = response.request_meta["start_time"]
-            entries = []
-            for call, outcome in zip(calls, outcomes, strict=True):
-                provider, attempts = meta.at(outcome.position)
-                entry = {**outcome.row(), "provider": provider, "attempts": attempts}
-                if outcome.ok and INSPECTOR is not None:
-                    entry.update(INSPECTOR.inspect(outcome.method, call["params"], outcome.result, sent_at))
-                entries.append(entry)
+            entries, failure = self.judge(
+                calls,
+                batch=batch,
+                status=status,
+                content=content,
+                error=error,
+                headers=response.headers,
+                sent_at=response.request_meta["start_time"],
+            )
             response.request_meta["context"].update(entries=entries, http_status=status or None)
-            for outcome in outcomes:
-                if outcome.ok:
-                    self.chain.learn(outcome.method, outcome.result)
-            failed = next((o for o in outcomes if not o.ok), None)
-            if failed is None:
+            if failure is None:
                 response.success()
             else:
-                response.failure(failure_text(failed, status))
+                response.failure(failure)
 
 
 class JsonRpcUser(FastHttpUser):
@@ -128,7 +160,8 @@ class JsonRpcUser(FastHttpUser):
         worker = getattr(self.environment.runner, "worker_index", 0)
         number = next(_user_numbers)
         rng = random.Random(f"{SETTINGS.seed}/{worker}/{number}")
-        self.sender = RpcSender(self.client, rng)
+        self.sender = RpcSender(rng)
+        accept_every_status(self.client)
         self.client_id = f"{worker_id()}/u{number}"
         if LOAD.rate_per_user:  # a phase of its own within the pacing interval: users never fire in lockstep
             gevent.sleep(rng.uniform(0, 1 / LOAD.rate_per_user))
@@ -136,7 +169,7 @@ class JsonRpcUser(FastHttpUser):
     @task
     def call(self) -> None:
         calls, batch = self.sender.next_calls()
-        self.sender.send(calls, batch=batch, client=self.client_id)
+        self.sender.send(self.client, calls, batch=batch, client=self.client_id)
 
 
 def failure_text(outcome: Outcome, status: int) -> str:

@@ -13,6 +13,8 @@ LAB_LOAD_LOGS ask for (none unless asked: they would otherwise take a share of t
 
 from __future__ import annotations
 
+import gc
+import logging
 import os
 import time
 from typing import Any
@@ -25,6 +27,7 @@ from lab.load.http_user import LOAD, SETTINGS, JsonRpcUser
 from lab.load.shape import users_at
 
 OPEN = LOAD.model == "open"
+GC_YOUNG_THRESHOLD = 20_000  # allocations between young-generation collections (Python 3.11's default: 700)
 __all__ = ["LabShape"]
 
 # Locust runs the User classes it finds in this module. The open model sends from its own dispatcher
@@ -96,6 +99,16 @@ def _mark_start(environment: Any, **_: Any) -> None:
 
 
 @events.init.add_listener
+def _collect_garbage_less(**_: Any) -> None:
+    """A request allocates hundreds of short-lived objects: with Python's default thresholds the collector
+    runs every few requests and, now and then, scans every module Locust and pyarrow loaded, a pause that
+    shows as schedule lag. What exists at start-up lives as long as the process: freeze it out of the
+    collector's generations, and collect the young generation less often."""
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+
+
+@events.init.add_listener
 def _manual_manifest(environment: Any, **_: Any) -> None:
     """By hand (no `lab run`, so no manifest yet), a minimal manifest makes the record analysable with
     `lab report` (no SLOs: the figures, no verdict). First writer wins; `lab run` writes its own first."""
@@ -141,10 +154,19 @@ def _start_open_load(environment: Any, **_: Any) -> None:
         return
     from locust.runners import MasterRunner
 
-    if not isinstance(environment.runner, MasterRunner):
-        if _dispatcher is not None:
-            _dispatcher.stop()
-        _dispatcher = open_user.OpenLoad(environment).start()
+    if isinstance(environment.runner, MasterRunner):
+        return
+    if _dispatcher is not None:
+        _dispatcher.stop()
+        _dispatcher = None
+    lane = open_user.lane_of(environment)
+    if lane is None:
+        logging.warning(
+            "this worker joined after the test started: it sends no requests of the open model until the "
+            "next start (its share of the rate belongs to the workers connected at the start)"
+        )
+        return
+    _dispatcher = open_user.OpenLoad(environment, *lane).start()
 
 
 @events.test_stop.add_listener

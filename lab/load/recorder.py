@@ -13,6 +13,7 @@ arguments. This module does not import Locust: `install(events)` takes its event
 from __future__ import annotations
 
 import atexit
+import functools
 import io
 import os
 import socket
@@ -29,7 +30,12 @@ from lab.record import TABLES, TableWriter, to_timestamp
 
 def worker_id() -> str:
     """Names this process's part files: host and pid (Locust's --processes forks share a host)."""
-    return f"{socket.gethostname()}-{os.getpid()}"
+    return _worker_id(os.getpid())
+
+
+@functools.cache  # by pid: a forked worker gets its own; every request's row names it
+def _worker_id(pid: int) -> str:
+    return f"{socket.gethostname()}-{pid}"
 
 
 class Recorder:

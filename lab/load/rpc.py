@@ -16,7 +16,7 @@ import random
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -317,22 +317,27 @@ class RoutingMeta:
         return pick(self.providers), pick(self.attempts)
 
 
-def read_meta(headers: Mapping[str, str] | None) -> RoutingMeta:
+class HeaderSource(Protocol):
+    """Response headers with a case-insensitive `get` (geventhttpclient's headers and its responses)."""
+
+    def get(self, key: str, /) -> Any: ...
+
+
+def read_meta(headers: HeaderSource | None) -> RoutingMeta:
     """Routing metadata from response headers: X-Lasso-Provider / X-Lasso-Attempts, else the base64url
     JSON of X-Lasso-Meta; straight to a mock provider (no gateway), its X-Lab-Provider."""
-    if not headers:
+    if headers is None:
         return RoutingMeta()
-    lower = {str(k).lower(): v for k, v in headers.items()}
-    providers = _split(lower.get("x-lasso-provider"))
-    attempts = [_attempts(v) for v in _split(lower.get("x-lasso-attempts"))]
-    if not providers and lower.get("x-lasso-meta"):
-        meta = _decode_json(lower["x-lasso-meta"])
+    providers = _split(headers.get("x-lasso-provider"))
+    attempts = [_attempts(v) for v in _split(headers.get("x-lasso-attempts"))]
+    if not providers and (encoded := headers.get("x-lasso-meta")):
+        meta = _decode_json(encoded)
         if isinstance(meta, dict):
             selected = meta.get("selected_provider")
             providers = [selected.get("id") if isinstance(selected, dict) else None]
             attempts = attempts or [meta["attempts"] if isinstance(meta.get("attempts"), int) else None]
-    if not providers and lower.get("x-lab-provider"):
-        providers = [lower["x-lab-provider"]]
+    if not providers and (direct := headers.get("x-lab-provider")):
+        providers = [direct]
     return RoutingMeta(tuple(providers), tuple(attempts))
 
 

@@ -330,8 +330,9 @@ METHODS: dict[str, Handler] = {
     "eth_getTransactionReceipt": eth_get_transaction_receipt,
 }
 
-# Methods that may scan thousands of blocks: the server runs them off the event loop.
-SLOW_METHODS = frozenset({"eth_getLogs"})
+# An eth_getLogs over more blocks than this runs off the event loop (a wide scan must not stall every
+# other client); a narrower one is answered inline, sooner than a hand-off to a thread.
+INLINE_LOG_BLOCKS = 64
 
 # The param index of the block each state/block method reads (for archive-depth behaviours).
 BLOCK_PARAM: dict[str, int] = {
@@ -357,6 +358,14 @@ def requested_block(method: str, params: Any, view: View) -> int | None:
         return resolve(p.block_ref(args[index], index, default="latest"), view)
     except JsonRpcError:
         return None
+
+
+def runs_off_loop(method: str | None, params: Any, view: View) -> bool:
+    """Whether answering may take long enough to stall other clients (a wide eth_getLogs)."""
+    if method != "eth_getLogs":
+        return False
+    span = requested_log_span(params, view)
+    return span is not None and span > INLINE_LOG_BLOCKS
 
 
 def requested_log_span(params: Any, view: View) -> int | None:

@@ -22,7 +22,7 @@ from aiohttp import web
 from lab import jsonrpc
 from lab.jsonrpc import INTERNAL_ERROR, METHOD_NOT_FOUND, SERVER_ERROR, JsonRpcError, Request
 from lab.provider.chain import Chain
-from lab.provider.methods import METHODS, SLOW_METHODS, NodeConfig, View
+from lab.provider.methods import METHODS, NodeConfig, View, runs_off_loop
 from lab.provider.policy import HEALTHY, SERVE, Action, Call, Outcome, compile_policy
 from lab.provider.settings import ProviderSettings
 from lab.provider.specs import BehaviorError, BehaviorSpec, dump_behavior, parse_behavior
@@ -93,7 +93,7 @@ class ProviderServer:
         action = outcome.action
         if action is Action.SERVE:
             view = self.view(now, outcome.lag, outcome.chain)
-            if method in SLOW_METHODS:  # a wide eth_getLogs must not stall every other client
+            if runs_off_loop(method, request.params, view):
                 with self._in_flight():
                     response = await asyncio.to_thread(self._execute, request, method, view, session)
             else:

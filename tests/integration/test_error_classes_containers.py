@@ -1,8 +1,8 @@
-"""Error classes through real containers: the load's own HTTP client (Locust's FastHttpSession and the
-lab's RpcSender, in a process of its own as Locust runs) against mock providers behind Toxiproxy and
-the reference gateway, each made to answer one way. The status and the body decide before any
-exception: a 429 is `rate_limited`, a plain 503 `http_status`, a JSON-RPC error in a non-2xx body
-`rpc_error` with its code; refused, reset and timeout are told apart."""
+"""Error classes through real containers: the load's own HTTP clients (the open model's DirectSender on
+geventhttpclient and the closed model's Locust FastHttpSession, in a process of their own as Locust runs)
+against mock providers behind Toxiproxy and the reference gateway, each made to answer one way. The
+status and the body decide before any exception: a 429 is `rate_limited`, a plain 503 `http_status`, a
+JSON-RPC error in a non-2xx body `rpc_error` with its code; refused, reset and timeout are told apart."""
 
 from __future__ import annotations
 
@@ -23,30 +23,40 @@ import json, random, sys
 from locust import events
 from locust.contrib.fasthttp import FastHttpSession
 from lab.load.http_user import RpcSender
+from lab.load.open_user import DirectSender
 
 seen = []
 events.request.add_listener(lambda context=None, **_: seen.append(context))
 out = {}
 for url in sys.argv[1:]:
+    answers = []
+    # the open model's client (the default)
+    DirectSender(url, events, random.Random(0), concurrency=1).send("probe")
+    answers.append(seen[-1])
+    # the closed model's: Locust's FastHttpSession
     session = FastHttpSession(url, events.request, user=None, network_timeout=1.5,
                               connection_timeout=1.5, max_retries=0)
-    sender = RpcSender(session, random.Random(0))
-    sender.path = url
-    sender.send([{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}],
-                batch=False, client="probe")
-    entry = seen[-1]["entries"][0]
-    out[url] = [entry["error_class"], entry["rpc_code"], seen[-1]["http_status"]]
+    RpcSender(random.Random(0)).send(session, [{"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber",
+                                                "params": []}], batch=False, client="probe")
+    answers.append(seen[-1])
+    out[url] = [[a["entries"][0]["error_class"], a["entries"][0]["rpc_code"], a["http_status"]]
+                for a in answers]
 print(json.dumps(out))
 """
 
 
 def probe(*urls: str) -> dict[str, list[Any]]:
+    """[error class, JSON-RPC code, HTTP status] per URL, the same from both load models' clients."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
     result = subprocess.run(
         [sys.executable, "-c", PROBE, *urls],
-        env={**env, "LAB_RPC_PATH": "/"}, capture_output=True, text=True, timeout=60, check=True,
+        env={**env, "LAB_RPC_PATH": "/", "LAB_LOAD_TIMEOUT": "1.5"},
+        capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return dict(orjson.loads(result.stdout.strip().splitlines()[-1]))
+    answers = dict(orjson.loads(result.stdout.strip().splitlines()[-1]))
+    for url, (direct, session) in answers.items():
+        assert direct == session, f"{url}: the open model's client says {direct}, Locust's session {session}"
+    return {url: direct for url, (direct, _) in answers.items()}
 
 
 def on_the_lab_network(lab: Any, url: str) -> str:

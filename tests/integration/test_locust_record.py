@@ -106,6 +106,14 @@ def test_each_locust_process_writes_its_own_parts(gateway_url: str, tmp_path: Pa
     writers = {p.name.split("-000")[0] for p in (tmp_path / "requests").glob("part-*.parquet")}
     assert len(writers) == 2
     assert requests["ok"].all()
+    # the open model's schedule, shared: 40 requests/s in all, the processes' arrivals interleaved (each
+    # takes every other slot of one evenly spaced schedule), never two at the same instant
+    intended = requests["intended_ts"].sort_values().astype("int64").to_numpy() / 1e6
+    assert len(intended) == pytest.approx(4 * 40, abs=2)
+    gaps = intended[1:] - intended[:-1]
+    assert abs(gaps - 1 / 40).max() < 0.001, gaps
+    by_process = requests.groupby("worker")["intended_ts"].count()
+    assert by_process.min() >= by_process.max() - 1, by_process
 
 
 def locustfile_classes(locustfile: Path, env: dict[str, str]) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+from geventhttpclient.header import Headers
 
 from lab.load.recorder import Recorder
 from lab.load.rpc import ChainKnowledge, MethodMix, classify, exception_class, params_for, read_meta
@@ -148,13 +149,17 @@ def test_classify_batches_entry_by_entry() -> None:
 
 
 def test_routing_metadata_from_lasso_headers() -> None:
-    meta = read_meta({"X-Lasso-Provider": "alpha", "X-Lasso-Attempts": "2", "X-Lasso-Strategy": "fastest"})
+    # as the HTTP clients hand them over: names in any case (geventhttpclient's case-insensitive headers)
+    meta = read_meta(
+        Headers({"X-Lasso-Provider": "alpha", "X-Lasso-Attempts": "2", "X-Lasso-Strategy": "fastest"})
+    )
     assert meta.at(None) == ("alpha", 2)
-    batch = read_meta({"x-lasso-provider": "alpha,-,beta", "x-lasso-attempts": "1,0,3"})
+    batch = read_meta(Headers({"x-lasso-provider": "alpha,-,beta", "X-LASSO-ATTEMPTS": "1,0,3"}))
     assert [batch.at(i) for i in range(3)] == [("alpha", 1), (None, 0), ("beta", 3)]
     encoded = base64.urlsafe_b64encode(orjson.dumps({"selected_provider": {"id": "gamma"}, "attempts": 4}))
-    assert read_meta({"X-Lasso-Meta": encoded.decode().rstrip("=")}).at(None) == ("gamma", 4)
-    assert read_meta({"X-Lab-Provider": "direct"}).at(None) == ("direct", None)
+    assert read_meta(Headers({"X-Lasso-Meta": encoded.decode().rstrip("=")})).at(None) == ("gamma", 4)
+    assert read_meta(Headers({"X-Lab-Provider": "direct"})).at(None) == ("direct", None)
+    assert read_meta(Headers({"Content-Type": "application/json"})).at(None) == (None, None)
     assert read_meta(None).at(None) == (None, None)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lab.load.arrivals import ArrivalSchedule
+from lab.load.arrivals import ArrivalSchedule, assign_lanes, lane_of
 from lab.load.recorder import Recorder
 from lab.load.settings import settings_from_env
 from lab.load.shape import rate_at
@@ -45,6 +45,28 @@ def test_processes_interleave_their_shares_without_sharing_a_phase() -> None:
     assert not set(np.round(lanes[0], 9)) & set(np.round(lanes[1], 9))
     with pytest.raises(ValueError, match="lane 3"):
         ArrivalSchedule(lambda e: 1.0, 0.0, lane=3, lanes=3)
+
+
+def test_lanes_go_to_the_processes_there_at_the_start_and_a_late_one_gets_none() -> None:
+    lanes = assign_lanes(["worker-b", "worker-a", "worker-c"])
+    assert sorted(lanes.values()) == [0, 1, 2]
+    assert lane_of(lanes, "worker-a") == (0, 3)
+    assert lane_of(lanes, "worker-c") == (2, 3)
+    # a worker that connected (or reconnected, with a new id) after the start would double a lane's rate
+    assert lane_of(lanes, "worker-late") is None
+    # Locust's local runner (no client id), or no shared plan: the whole schedule
+    assert lane_of(lanes, None) == (0, 1)
+    assert lane_of({}, "worker-a") == (0, 1)
+    # the lanes found, the schedules together are the whole load's, whatever the ids were
+    together = np.sort(
+        np.concatenate(
+            [
+                drain(ArrivalSchedule(lambda e: 30.0 if e < 1 else None, 0.0, lane=lane, lanes=count))
+                for lane, count in (lane_of(lanes, w) or (0, 0) for w in ("worker-a", "worker-b", "worker-c"))
+            ]
+        )
+    )
+    assert len(together) == 30 and np.allclose(np.diff(together), 1 / 30)
 
 
 def test_poisson_arrivals_keep_the_rate_with_exponential_gaps() -> None:
