@@ -7,11 +7,13 @@ own core when `--cpus` says so, and prints:
     intended send time) p50/p99, service and response time p50/p99;
   - the largest rate one process holds while recording every request (achieved within 1 % of the
     target, nothing `not_sent`), trying the `--rates` in turn;
-  - the cost of recording: the Locust process's CPU per request in the steady state (a run minus one
-    half as long) at `--cost-rate`, with and without recording: the extra CPU is what recording takes
-    from the throughput;
+  - the cost of recording: the Locust process's CPU per request in the steady state at `--cost-rate`,
+    with and without recording: the extra CPU is what recording takes from the throughput;
   - the closed model (users back to back, `--users`): requests/s with and without recording, and at the
     open model's rate as `--users` users each paced to their share.
+Every run also shows how busy each process was in its steady state (CPU time over the middle of the
+run): a process near 100 % is what limits the rate, and a mock provider near 100 % means the figure is
+the provider's limit, not Locust's.
 Goals (issue 11): ≥ 2,500 req/s per process within 1 % of the target; lag p99 ≤ 5 ms at 1,000 req/s;
 recording ≤ 15 % of the throughput. A shared or busy machine shows in every figure: note its load.
 
@@ -23,10 +25,10 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import resource
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,10 @@ from lab.load import LOCUSTFILE
 from lab.provider import start_provider_process
 from lab.record import read_arrow
 
+# The steady state: from this long after Locust's launch (imports, start-up) to one second before its
+# schedule ends.
+WARM_UP_S = 4.0
+
 
 @dataclass
 class Figures:
@@ -47,10 +53,35 @@ class Figures:
     lag_ms: tuple[float, float] | None  # p50, p99 of actual minus intended send
     service_ms: tuple[float, float] | None
     response_ms: tuple[float, float] | None
-    cpu_s: float  # CPU seconds of the Locust process
+    locust_busy: float  # share of a core the Locust process used in the steady state
+    provider_busy: float  # and the mock provider
+
+    def cpu_per_request_us(self) -> float:
+        return self.locust_busy / self.achieved * 1e6 if self.achieved else float("nan")
 
 
-def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu: str | None) -> Figures:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steady_busy(pids: tuple[int, int], seconds: float) -> tuple[float, float]:
+    """Shares of a core each of `pids` used over the steady state of a run `seconds` long that was just
+    launched (a sampling window, not a wait for an event)."""
+    launched = time.monotonic()
+    start, end = launched + WARM_UP_S, launched + WARM_UP_S + max(1.0, seconds - WARM_UP_S)
+    time.sleep(start - time.monotonic())
+    first = [cpu_seconds(pid) for pid in pids]
+    time.sleep(end - time.monotonic())
+    second = [cpu_seconds(pid) for pid in pids]
+    span = end - start
+    return (second[0] - first[0]) / span, (second[1] - first[1]) / span
+
+
+def run_locust(
+    url: str, load: dict[str, Any], seconds: float, record: bool, cpu: str | None, provider_pid: int
+) -> Figures:
     with tempfile.TemporaryDirectory() as scratch:
         run_dir = Path(scratch) / "run"
         env = {
@@ -69,10 +100,15 @@ def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu
         ]  # fmt: skip
         if cpu is not None:
             command = ["taskset", "-c", cpu, *command]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        subprocess.run(command, env=env, capture_output=True, check=True, timeout=seconds + 120)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        with subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as locust:
+            try:
+                locust_busy, provider_busy = steady_busy((locust.pid, provider_pid), seconds)
+                _, stderr = locust.communicate(timeout=seconds + 120)
+            except BaseException:
+                locust.kill()
+                raise
+        if locust.returncode:
+            raise SystemExit(f"locust exited with {locust.returncode}: {stderr.decode()[-2000:]}")
         if load.get("model", "open") == "open":
             target = load.get("rate")
         else:  # closed: paced users aim at users × rate_per_user; back to back aims at nothing
@@ -81,7 +117,7 @@ def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu
             with open(f"{scratch}/stats_stats.csv", newline="") as fh:
                 total = next(row for row in csv.DictReader(fh) if row["Name"] == "Aggregated")
             sent = int(total["Request Count"])
-            return Figures(target, sent / seconds, 0, None, None, None, cpu_s)
+            return Figures(target, sent / seconds, 0, None, None, None, locust_busy, provider_busy)
         table = read_arrow(run_dir, "requests")
         ts = table.column("ts").cast("int64").to_numpy() / 1e6
         intended = table.column("intended_ts").cast("int64").to_numpy() / 1e6
@@ -102,7 +138,8 @@ def run_locust(url: str, load: dict[str, Any], seconds: float, record: bool, cpu
             p50_p99((ts[sent] - intended[sent]) * 1000),
             p50_p99(table.column("latency_ms").to_numpy(zero_copy_only=False).astype(float)[sent]),
             p50_p99(table.column("response_ms").to_numpy(zero_copy_only=False).astype(float)[sent]),
-            cpu_s,
+            locust_busy,
+            provider_busy,
         )
 
 
@@ -116,7 +153,8 @@ def line(name: str, f: Figures) -> str:
     return (
         f"  {name:<28} target {target:>12}  achieved {f.achieved:8.1f} req/s{ratio:<10}"
         f"  not_sent {f.not_sent:5d}  lag p50/p99 {pair(f.lag_ms)} ms  service {pair(f.service_ms)} ms"
-        f"  response {pair(f.response_ms)} ms  cpu {f.cpu_s:5.1f} s"
+        f"  response {pair(f.response_ms)} ms  busy: locust {f.locust_busy:4.0%}"
+        f" ({f.cpu_per_request_us():4.0f} µs/request), provider {f.provider_busy:4.0%}"
     )
 
 
@@ -126,9 +164,11 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--lag-rate", type=float, default=1000.0)
-    parser.add_argument("--rates", default="250,500,1000,1500,2000,2500,3000,4000")
+    parser.add_argument("--rates", default="500,1000,1500,2000,2500,3000,3500,4000")
     parser.add_argument("--users", type=int, default=20, help="closed model: users back to back")
-    parser.add_argument("--cost-rate", type=float, default=500.0, help="open rate to measure CPU per request")
+    parser.add_argument(
+        "--cost-rate", type=float, default=1000.0, help="open rate to measure CPU per request"
+    )
     parser.add_argument("--cpus", default=None, help="provider,locust cores, e.g. 0,1")
     args = parser.parse_args()
     provider_cpu, locust_cpu = args.cpus.split(",") if args.cpus else (None, None)
@@ -137,50 +177,53 @@ def main() -> None:
     print(f"one Locust process against one mock provider, {args.seconds:g} s per run, load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at the start")  # fmt: skip
     with start_provider_process("bench", cpu=None if provider_cpu is None else int(provider_cpu)) as provider:
+        assert provider.pid is not None
         url = f"http://127.0.0.1:{provider.port}"
+
+        def run(load: dict[str, Any], record: bool = True) -> Figures:
+            return run_locust(url, load, args.seconds, record, locust_cpu, provider.pid or 0)
+
         print("open model (the default): schedule and latency, recording every request")
-        at_rate = run_locust(url, {**open_load, "rate": args.lag_rate}, args.seconds, True, locust_cpu)
+        at_rate = run({**open_load, "rate": args.lag_rate})
         print(line(f"open @ {args.lag_rate:g}", at_rate))
-        held = 0.0
+        held: Figures | None = None
         print("open model: the largest rate one process holds while recording (within 1 %, none not_sent)")
         for rate in rates:
-            f = run_locust(url, {**open_load, "rate": rate}, args.seconds, True, locust_cpu)
-            holds = f.not_sent == 0 and f.achieved >= 0.99 * rate
+            f = run({**open_load, "rate": rate})
+            holds = f.not_sent == 0 and abs(f.achieved / rate - 1) <= 0.01
             print(line(f"open @ {rate:g}", f) + ("  holds" if holds else "  DOES NOT HOLD"))
             if not holds:
                 break
-            held = rate
-        # CPU per request in the steady state: the difference between a run and one twice as long (Locust's
-        # start-up, imports and pyarrow's warm-up cancel out), with and without recording.
-        cost_rate = min(args.lag_rate, args.cost_rate)
+            held = f
+        # CPU per request in the steady state, with and without recording
         per_request = {}
         for record in (False, True):
-            load = {**open_load, "rate": cost_rate}
-            short = run_locust(url, load, args.seconds, record, locust_cpu)
-            long = run_locust(url, load, 2 * args.seconds, record, locust_cpu)
-            sent = (long.achieved * 2 - short.achieved) * args.seconds
-            per_request[record] = (long.cpu_s - short.cpu_s) / sent if sent > 0 else float("nan")
-            print(f"  open @ {cost_rate:g}, {'recording' if record else 'not recording'}: "
-                  f"{per_request[record] * 1e6:.0f} µs CPU per request (steady state)")  # fmt: skip
+            f = run({**open_load, "rate": args.cost_rate}, record)
+            per_request[record] = f.cpu_per_request_us()
+            print(f"  open @ {args.cost_rate:g}, {'recording' if record else 'not recording'}: "
+                  f"{per_request[record]:.0f} µs CPU per request (steady state)")  # fmt: skip
         cost = per_request[True] / per_request[False] - 1
         print("closed model (`model: closed`): users back to back, and paced to the open model's rate")
         closed = {"model": "closed", "users": args.users, "spawn_rate": args.users, "rate_per_user": None}
-        closed_plain = run_locust(url, closed, args.seconds, False, locust_cpu)
-        closed_rec = run_locust(url, closed, args.seconds, True, locust_cpu)
-        paced = {**closed, "rate_per_user": args.lag_rate / args.users}
-        closed_paced = run_locust(url, paced, args.seconds, True, locust_cpu)
+        closed_plain = run(closed, record=False)
+        closed_rec = run(closed)
+        closed_paced = run({**closed, "rate_per_user": args.lag_rate / args.users})
         print(line(f"closed {args.users} users, no rec", closed_plain))
         print(line(f"closed {args.users} users, rec", closed_rec))
         print(line(f"closed paced {args.lag_rate:g}/s", closed_paced))
     print("summary")
-    print(f"  open: largest rate held by one process while recording: {held:,.0f} req/s (goal ≥ 2,500)")
+    if held is None:
+        print("  open: no rate tried was held")
+    else:
+        print(f"  open: largest rate held by one process while recording: {held.target:,.0f} req/s "
+              f"(achieved {held.achieved:,.1f}, goal ≥ 2,500 within 1 %); there the Locust process used "
+              f"{held.locust_busy:.0%} of a core, the mock provider {held.provider_busy:.0%}")  # fmt: skip
     print(f"  open @ {args.lag_rate:g}: achieved {at_rate.achieved:,.1f} req/s "
           f"({at_rate.achieved / args.lag_rate - 1:+.2%}, goal within 1 %), schedule lag p50 "
           f"{at_rate.lag_ms[0] if at_rate.lag_ms else float('nan'):.2f} ms, p99 "
           f"{at_rate.lag_ms[1] if at_rate.lag_ms else float('nan'):.2f} ms (goal ≤ 5 ms)")  # fmt: skip
-    print(f"  recording: {per_request[True] * 1e6:.0f} µs CPU per request vs {per_request[False] * 1e6:.0f} "
-          f"without ({cost:+.0%} CPU, ≈ {1 - 1 / (1 + cost):.0%} of the throughput; goal ≤ 15 %); a process "
-          f"with a whole core would top out near {1 / per_request[True]:,.0f} req/s recording")  # fmt: skip
+    print(f"  recording: {per_request[True]:.0f} µs CPU per request vs {per_request[False]:.0f} without "
+          f"({cost:+.0%} CPU, ≈ {1 - 1 / (1 + cost):.0%} of the throughput; goal ≤ 15 %)")  # fmt: skip
     closed_cost = closed_rec.achieved / closed_plain.achieved - 1 if closed_plain.achieved else float("nan")
     print(f"  closed, {args.users} users back to back: {closed_plain.achieved:,.0f} req/s without recording, "
           f"{closed_rec.achieved:,.0f} with ({closed_cost:+.0%})")  # fmt: skip

@@ -76,10 +76,8 @@ def fix_shared_plan(environment: Any) -> None:
     options = environment.parsed_options
     runner = environment.runner
     if isinstance(runner, MasterRunner):
-        workers = sorted(
-            w.id for w in (*runner.clients.ready, *runner.clients.spawning, *runner.clients.running)
-        )
-        options.lab_open_lanes = {client_id: lane for lane, client_id in enumerate(workers)}
+        workers = (*runner.clients.ready, *runner.clients.spawning, *runner.clients.running)
+        options.lab_open_lanes = arrivals.assign_lanes(worker.id for worker in workers)
         options.lab_open_delay = START_DELAY_S
     else:
         options.lab_open_lanes = {}
