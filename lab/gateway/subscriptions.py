@@ -268,7 +268,7 @@ class _Group:
 
     async def _step(self) -> None:
         """Handle the next upstream notification, or recover from silence or a lost upstream."""
-        wait = self._last_activity + self.chain.policy.silence_timeout_s - time.monotonic()
+        wait = self._last_activity + self.chain.silence_timeout_s - time.monotonic()
         try:
             what, generation, payload = await asyncio.wait_for(self._queue.get(), max(wait, 0.0))
         except TimeoutError:
