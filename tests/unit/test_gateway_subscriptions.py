@@ -200,3 +200,61 @@ def test_a_silent_upstream_is_left_after_three_measured_block_times(tmp_path: Pa
             assert heads == list(range(heads[0], heads[0] + len(heads)))  # the silence gap was filled
 
     run(scenario)
+
+
+def test_gap_filling_keeps_few_block_fetches_in_flight(tmp_path: Path) -> None:
+    """A gap is filled from the provider the subscription just moved to, which also serves its share of
+    live requests: its block fetches go a few at a time. All at once (16), they queued 100 ms and more of
+    block building ahead of every live request on that provider (network-partition's recovery FAIL)."""
+
+    async def scenario() -> None:
+        async with (
+            lab(tmp_path, block_time_configured=False) as (gw, providers),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url("ethereum")) as ws,
+        ):
+            assert gw.gateway is not None
+            router, events = gw.gateway.router, gw.gateway.events
+            in_flight, most = 0, 0
+            execute = router.execute
+
+            async def counting(*args: Any, **kwargs: Any) -> Any:
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                try:
+                    return await execute(*args, **kwargs)
+                finally:
+                    in_flight -= 1
+
+            router.execute = counting  # type: ignore[method-assign]  # only gap filling uses it here
+            assert "result" in await subscribe(ws, ["newHeads"])
+            heads: list[int] = []
+
+            async def collect() -> None:
+                while True:
+                    heads.append((await next_head(ws))[1])
+
+            async def count() -> int:
+                return len(heads)
+
+            reader = asyncio.create_task(collect())
+            await async_wait_for_value(count, lambda n: n >= 5, timeout=10, message="first heads")
+            mark = events.history()[-1]["seq"]
+            behavior = {"type": "method_specific", "methods": {"eth_subscription": "always_timeout"}}
+            async with session.put(providers["p1"].control_url + "behavior", json=behavior) as response:
+                assert response.status == 200
+
+            async def filled() -> list[dict[str, Any]]:
+                return [e for e in events.history(mark) if e["type"] in ("gap_filled", "gap_fill_failed")]
+
+            fill = (await async_wait_for_value(filled, bool, timeout=10, message="gap filled"))[0]
+            assert (fill["type"], fill["provider"]) == ("gap_filled", "p2")
+            assert fill["blocks"] >= 10  # about 1 s of silence at 0.05 s blocks
+            assert most <= 4, most
+            seen = len(heads)
+            await async_wait_for_value(count, lambda n: n >= seen + 3, timeout=10, message="heads after")
+            reader.cancel()
+            assert heads == list(range(heads[0], heads[0] + len(heads)))
+
+    run(scenario)
