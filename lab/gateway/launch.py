@@ -54,14 +54,15 @@ def profile_yaml(
     providers: Mapping[str, Upstream],
     *,
     name: str | None = None,
-    block_time_s: float,
+    block_time_s: float | None,
     gateway: Mapping[str, Any] | None = None,
 ) -> str:
     """A Lasso profile file with one chain ("ethereum", chain id 1) served by `providers`, in priority
-    order; `gateway` adds to its gateway settings (default strategy: priority)."""
-    chain = {
+    order; `gateway` adds to its gateway settings (default strategy: priority). `block_time_s` None
+    leaves `block_time_ms` out (the gateway measures it, as with the lab's own configuration)."""
+    chain: dict[str, Any] = {
         "chain_id": 1,
-        "block_time_ms": int(block_time_s * 1000),
+        **({"block_time_ms": int(block_time_s * 1000)} if block_time_s is not None else {}),
         "providers": [
             {"id": provider_id, "url": p.url, "ws_url": p.ws_url, "priority": i}
             for i, (provider_id, p) in enumerate(providers.items())

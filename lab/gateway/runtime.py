@@ -25,7 +25,9 @@ from lab.gateway.metrics import ChainMetrics, Metrics
 from lab.gateway.upstream import JSON_HEADERS
 
 TRANSPORTS = ("http", "ws")
-_DEFAULT_SILENCE_S = 35.0  # Lasso's new_heads_timeout_ms default, when the block time is unknown
+_DEFAULT_SILENCE_S = 35.0  # Lasso's new_heads_timeout_ms default, while the block time is unknown
+_SILENCE_BLOCKS = 3  # the silence timeout, in block times, when none is configured
+_MIN_MEASURED_SILENCE_S = 1.0  # floor of a silence timeout derived from a measured block time
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +51,7 @@ class ChainPolicy:
     follow_reorgs: bool
     max_backfill_blocks: int
     backfill_timeout_s: float
-    silence_timeout_s: float
+    silence_timeout_s: float | None  # None: 3 measured block times (ChainRuntime.silence_timeout_s)
     max_body_bytes: int
     max_batch_size: int
     test_leak_bytes_per_request: int
@@ -57,12 +59,13 @@ class ChainPolicy:
     @classmethod
     def resolve(cls, settings: GatewaySettings, chain: ChainConfig) -> ChainPolicy:
         block_time_s = chain.block_time_ms / 1000 if chain.block_time_ms else None
+        silence: float | None
         if chain.websocket.new_heads_timeout_ms is not None:
             silence = chain.websocket.new_heads_timeout_ms / 1000
         elif settings.silence_timeout_s is not None:
             silence = settings.silence_timeout_s
         else:
-            silence = 3 * block_time_s if block_time_s else _DEFAULT_SILENCE_S
+            silence = _SILENCE_BLOCKS * block_time_s if block_time_s else None
         failover = chain.websocket.failover
         return cls(
             default_strategy=settings.default_strategy,
@@ -172,6 +175,21 @@ class ChainRuntime:
         # not verified yet (down since start) only when no verified provider is left.
         self.wrong_chain: set[str] = set()
         self.unverified: set[str] = {p.id for p in self.providers} if policy.chain_id_check else set()
+
+    @property
+    def silence_timeout_s(self) -> float:
+        """How long a subscription's upstream may stay silent before the gateway resubscribes elsewhere:
+        the configured timeout, else 3 block times (configured, else measured from the best head's
+        progress, then at least 1 s), else 35 s until the block time is known. A profile without
+        `block_time_ms` (the lab's) would otherwise wait 35 s, and a subscription on a partitioned provider
+        would only move when the WebSocket heartbeat noticed, 10 to 15 s after its last head."""
+        configured = self.policy.silence_timeout_s
+        if configured is not None:
+            return configured
+        block_time_s = self.heads.block_time_s
+        if block_time_s is None or block_time_s <= 0:
+            return _DEFAULT_SILENCE_S
+        return max(_SILENCE_BLOCKS * block_time_s, _MIN_MEASURED_SILENCE_S)
 
     def observe_head(self, provider_id: str, number: int) -> None:
         self.observe_heads([(provider_id, number)])

@@ -45,7 +45,10 @@ log = logging.getLogger(__name__)
 
 KINDS = ("newHeads", "logs")
 _BODY_FIELDS = frozenset({"transactions", "uncles", "size", "withdrawals", "totalDifficulty"})
-_FETCH_CONCURRENCY = 16
+# Gap filling's block fetches in flight at once. They all go to the provider the subscription just moved
+# to, which also serves its share of live traffic: 16 at once (15 after a 15 s partition) queued 100 ms and
+# more of block building ahead of every live request there. A few at a time interleave with them.
+_FETCH_CONCURRENCY = 4
 _REORG_MEMORY = 128  # newHeads: how many recent heads' hashes a group remembers (a reorg deeper is missed)
 _MAX_BACKOFF_S = 2.0
 _QUEUE_LIMIT = 100_000
@@ -268,7 +271,7 @@ class _Group:
 
     async def _step(self) -> None:
         """Handle the next upstream notification, or recover from silence or a lost upstream."""
-        wait = self._last_activity + self.chain.policy.silence_timeout_s - time.monotonic()
+        wait = self._last_activity + self.chain.silence_timeout_s - time.monotonic()
         try:
             what, generation, payload = await asyncio.wait_for(self._queue.get(), max(wait, 0.0))
         except TimeoutError:

@@ -1,5 +1,6 @@
 """WebSocket subscriptions through an in-process gateway in front of in-process mock providers:
-multiplexing, unsubscribing, ordering of the subscription id before notifications, bad params."""
+multiplexing, unsubscribing, ordering of the subscription id before notifications, bad params, leaving a
+silent upstream."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ BLOCK_TIME_S = 0.05
 
 
 @asynccontextmanager
-async def lab(tmp_path: Path) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, ProviderEndpoint]]]:
+async def lab(
+    tmp_path: Path, *, block_time_configured: bool = True
+) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, ProviderEndpoint]]]:
     genesis = time.time() - 100
     async with AsyncExitStack() as stack:
         providers = {
@@ -32,7 +35,8 @@ async def lab(tmp_path: Path) -> AsyncIterator[tuple[GatewayEndpoint, dict[str, 
             for pid in ("p1", "p2")
         }
         path = tmp_path / "public.yml"
-        path.write_text(profile_yaml("public", providers, name="T", block_time_s=BLOCK_TIME_S))
+        block_time_s = BLOCK_TIME_S if block_time_configured else None
+        path.write_text(profile_yaml("public", providers, name="T", block_time_s=block_time_s))
         yield await stack.enter_async_context(running_gateway(path)), providers
 
 
@@ -138,5 +142,119 @@ def test_a_provider_override_subscription_stays_on_its_provider(tmp_path: Path) 
             await next_head(ws)
             groups = (await get_json(session, gw.url + "/admin/subscriptions"))["subscriptions"]
             assert [(g["override"], g["provider"]) for g in groups] == [("p2", "p2")]
+
+    run(scenario)
+
+
+def test_a_silent_upstream_is_left_after_three_measured_block_times(tmp_path: Path) -> None:
+    """The lab configures the gateway without `block_time_ms`: the silence timeout must then come from the
+    measured block time (3 block times, at least 1 s), not the 35 s default, which left a subscription
+    on a partitioned provider until the WebSocket heartbeat noticed, 10 to 15 s later. Here the upstream
+    stops pushing heads on a live connection (it still answers pings, so only the watchdog can tell)."""
+
+    async def scenario() -> None:
+        async with (
+            lab(tmp_path, block_time_configured=False) as (gw, providers),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url("ethereum")) as ws,
+        ):
+            assert gw.gateway is not None
+            chain = next(gw.gateway.registry.chains())
+            events = gw.gateway.events
+            assert "result" in await subscribe(ws, ["newHeads"])
+            heads: list[int] = []
+
+            async def collect() -> None:
+                while True:
+                    heads.append((await next_head(ws))[1])
+
+            async def count() -> int:
+                return len(heads)
+
+            reader = asyncio.create_task(collect())
+            await async_wait_for_value(count, lambda n: n >= 5, timeout=10, message="first heads")
+            assert [e["provider"] for e in events.history() if e["type"] == "subscribed"] == ["p1"]
+            assert chain.silence_timeout_s == pytest.approx(1.0)  # 3 × 0.05 s measured, floored at 1 s
+
+            mark = events.history()[-1]["seq"]
+            silenced = time.monotonic()
+            behavior = {"type": "method_specific", "methods": {"eth_subscription": "always_timeout"}}
+            async with session.put(providers["p1"].control_url + "behavior", json=behavior) as response:
+                assert response.status == 200
+
+            async def recovery() -> list[dict[str, Any]]:
+                return [e for e in events.history(mark) if e["type"] in ("upstream_silent", "resubscribed")]
+
+            # Well within the heartbeat's 10 s (which a live connection never trips) and the 35 s default.
+            found = await async_wait_for_value(
+                recovery, lambda found: len(found) == 2, timeout=5, message="resubscribed after silence"
+            )
+            elapsed = time.monotonic() - silenced
+            silent, resubscribed = found
+            assert (silent["type"], silent["provider"]) == ("upstream_silent", "p1")
+            assert 1.0 <= silent["silent_s"] < 2.0 and elapsed < 2.5, (silent, elapsed)
+            assert (resubscribed["from"], resubscribed["to"]) == ("p1", "p2")
+            seen = len(heads)
+            await async_wait_for_value(count, lambda n: n >= seen + 5, timeout=10, message="heads after")
+            reader.cancel()
+            assert heads == list(range(heads[0], heads[0] + len(heads)))  # the silence gap was filled
+
+    run(scenario)
+
+
+def test_gap_filling_keeps_few_block_fetches_in_flight(tmp_path: Path) -> None:
+    """A gap is filled from the provider the subscription just moved to, which also serves its share of
+    live requests: its block fetches go a few at a time. All at once (16), they queued 100 ms and more of
+    block building ahead of every live request on that provider (network-partition's recovery FAIL)."""
+
+    async def scenario() -> None:
+        async with (
+            lab(tmp_path, block_time_configured=False) as (gw, providers),
+            aiohttp.ClientSession() as session,
+            session.ws_connect(gw.ws_url("ethereum")) as ws,
+        ):
+            assert gw.gateway is not None
+            router, events = gw.gateway.router, gw.gateway.events
+            in_flight, most = 0, 0
+            execute = router.execute
+
+            async def counting(*args: Any, **kwargs: Any) -> Any:
+                nonlocal in_flight, most
+                in_flight += 1
+                most = max(most, in_flight)
+                try:
+                    return await execute(*args, **kwargs)
+                finally:
+                    in_flight -= 1
+
+            router.execute = counting  # type: ignore[method-assign]  # only gap filling uses it here
+            assert "result" in await subscribe(ws, ["newHeads"])
+            heads: list[int] = []
+
+            async def collect() -> None:
+                while True:
+                    heads.append((await next_head(ws))[1])
+
+            async def count() -> int:
+                return len(heads)
+
+            reader = asyncio.create_task(collect())
+            await async_wait_for_value(count, lambda n: n >= 5, timeout=10, message="first heads")
+            mark = events.history()[-1]["seq"]
+            behavior = {"type": "method_specific", "methods": {"eth_subscription": "always_timeout"}}
+            async with session.put(providers["p1"].control_url + "behavior", json=behavior) as response:
+                assert response.status == 200
+
+            async def filled() -> list[dict[str, Any]]:
+                return [e for e in events.history(mark) if e["type"] in ("gap_filled", "gap_fill_failed")]
+
+            fill = (await async_wait_for_value(filled, bool, timeout=10, message="gap filled"))[0]
+            assert (fill["type"], fill["provider"]) == ("gap_filled", "p2")
+            assert fill["blocks"] >= 10  # about 1 s of silence at 0.05 s blocks
+            assert most <= 4, most
+            seen = len(heads)
+            await async_wait_for_value(count, lambda n: n >= seen + 3, timeout=10, message="heads after")
+            reader.cancel()
+            assert heads == list(range(heads[0], heads[0] + len(heads)))
 
     run(scenario)
