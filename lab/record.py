@@ -227,10 +227,9 @@ class TableWriter:
         self.failure = failure or WriteFailure()
         self.failed = False  # this writer hit an error: rows are dropped from then on
         self.dropped = 0
-        self._columns: dict[str, list[Any]] = {name: [] for name in self.schema.names}
+        self._rows: list[Mapping[str, Any]] = []  # to be written, as given (columns at the flush: cheaper)
         self._lock = threading.Lock()
         self._seq = 0
-        self._rows = 0
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
         if autoflush:
@@ -238,17 +237,16 @@ class TableWriter:
             self._thread.start()
 
     def append(self, row: Mapping[str, Any]) -> None:
-        """Add a row; missing columns are null. `ts` may be unix seconds (float) or microseconds (int)."""
+        """Add a row; missing columns are null, others ignored. `ts` may be unix seconds (float) or
+        microseconds (int). The writer keeps `row` until its part is written: do not change it after."""
+        ts = row.get("ts")
+        if isinstance(ts, float):
+            row = {**row, "ts": int(ts * 1_000_000)}
         with self._lock:
             if self.failed:
                 self.dropped += 1
                 return
-            for name, column in self._columns.items():
-                value = row.get(name)
-                if name == "ts" and isinstance(value, float):
-                    value = int(value * 1_000_000)
-                column.append(value)
-            self._rows += 1
+            self._rows.append(row)
 
     def flush(self) -> Path | None:
         """Close the buffered rows into a new part file; returns its path (None when nothing buffered or
@@ -256,11 +254,10 @@ class TableWriter:
         with self._lock:
             if not self._rows or self.failed:
                 return None
-            columns, self._columns = self._columns, {name: [] for name in self.schema.names}
-            rows, self._rows = self._rows, 0
+            rows, self._rows = self._rows, []
             self._seq += 1
             seq = self._seq
-        table = pa.table(columns, schema=self.schema)
+        table = pa.Table.from_pylist(rows, schema=self.schema)
         final = self.directory / f"part-{self.writer_id}-{seq:06d}.parquet"
         partial = final.with_suffix(".parquet.tmp")
         try:
@@ -270,9 +267,8 @@ class TableWriter:
             _remove(partial)
             with self._lock:
                 self.failed = True
-                self.dropped += rows + self._rows
-                self._rows = 0
-                self._columns = {name: [] for name in self.schema.names}
+                self.dropped += len(rows) + len(self._rows)
+                self._rows = []
             self.failure.note(self.directory, exc)
             return None
         return final
