@@ -4,7 +4,6 @@ the subscription analysis counts as a reorg, not a duplicate or a head going bac
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
@@ -14,8 +13,8 @@ import pytest
 from lab.analysis.subscriptions import analyse_subscriptions
 from lab.checker import AnswerInspector
 from lab.eventually import wait_for_value
-from lab.load.ws import Subscription
 from lab.topology import Lab, TopologySpec
+from tests.integration.heads import new_heads
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
@@ -23,18 +22,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.containers]
 def test_a_reorg_is_seen_over_http_and_by_new_heads_subscribers(lab_images: Any) -> None:
     spec = TopologySpec.with_providers(2)
     with Lab(spec, images=lab_images, started_by="test_reorg_containers") as lab:
-        heads: list[dict[str, Any]] = []
-        stop = threading.Event()
-        subscription = Subscription(
-            lab.endpoints.gateway_ws_url,
-            "newHeads",
-            subscriber="s",
-            on_head=heads.append,
-            on_request=lambda *_: None,
-        )
-        receiver = threading.Thread(target=subscription.run, args=(stop,), daemon=True)
-        receiver.start()
-        try:
+        with new_heads(lab.endpoints.gateway_ws_url) as heads:
             wait_for_value(lambda: len(heads), lambda n: n >= 3, timeout=20, message="three heads")
             faults = [lab.faults.apply({"type": "reorg", "depth": 2}, p.id) for p in spec.providers]
             forks = {f.params["fork_block"] for f in faults}
@@ -60,10 +48,6 @@ def test_a_reorg_is_seen_over_http_and_by_new_heads_subscribers(lab_images: Any)
                 new_branch, lambda rows: len(rows) == len(replaced), timeout=20, message="new branch"
             )
             wait_for_value(lambda: heads[-1]["block_number"], lambda n: n > max(replaced), timeout=20)
-        finally:
-            stop.set()
-            subscription.close()
-            receiver.join(timeout=10)
         frame = pd.DataFrame(heads)
         frame["t"] = frame["ts"] - frame["ts"].iloc[0]
         summary = analyse_subscriptions(frame, float(frame["ts"].iloc[0]), float(frame["t"].iloc[-1]))

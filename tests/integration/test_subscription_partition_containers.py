@@ -5,14 +5,13 @@ lab configures the gateway without `block_time_ms`: the watchdog runs on the mea
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
 
 from lab.eventually import wait_for_value
-from lab.load.ws import Subscription
 from lab.topology import Lab, TopologySpec
+from tests.integration.heads import new_heads
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
@@ -23,18 +22,7 @@ def test_a_subscription_leaves_a_partitioned_provider_within_three_block_times(l
         Lab(spec, images=lab_images, started_by="test_subscription_partition_containers") as lab,
         lab.events() as events,
     ):
-        heads: list[dict[str, Any]] = []
-        stop = threading.Event()
-        subscription = Subscription(
-            lab.endpoints.gateway_ws_url,
-            "newHeads",
-            subscriber="s",
-            on_head=heads.append,
-            on_request=lambda *_: None,
-        )
-        receiver = threading.Thread(target=subscription.run, args=(stop,), daemon=True)
-        receiver.start()
-        try:
+        with new_heads(lab.endpoints.gateway_ws_url) as heads:
             # Four heads: the chain advanced three blocks, so the gateway knows its block time.
             wait_for_value(lambda: len(heads), lambda n: n >= 4, timeout=20, message="four heads")
             held = events.wait_for(lambda e: e["type"] == "subscribed", timeout=10, message="subscribed")
@@ -58,9 +46,5 @@ def test_a_subscription_leaves_a_partitioned_provider_within_three_block_times(l
             assert (resubscribed["from"], resubscribed["reason"]) == (held["provider"], "silent")
             assert resubscribed["to"] != held["provider"]
             assert moved_after_s < 5.0, moved_after_s  # 15 s with the 35 s default, by the heartbeat
-        finally:
-            stop.set()
-            subscription.close()
-            receiver.join(timeout=10)
         numbers = [h["block_number"] for h in heads]
         assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # the gap was filled

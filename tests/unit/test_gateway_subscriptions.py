@@ -57,6 +57,31 @@ async def next_head(ws: aiohttp.ClientWebSocketResponse) -> tuple[str, int]:
     return message["params"]["subscription"], int(message["params"]["result"]["number"], 16)
 
 
+class HeadNumbers:
+    """The newHeads numbers a client reads from `ws`, in the background until `stop`."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.numbers: list[int] = []
+        self._reader = asyncio.create_task(self._read(ws))
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        while True:
+            self.numbers.append((await next_head(ws))[1])
+
+    async def count(self) -> int:
+        return len(self.numbers)
+
+    def stop(self) -> None:
+        self._reader.cancel()
+
+    async def stop_after(self, more: int) -> list[int]:
+        """Every number read, once `more` heads came after those read so far."""
+        seen = len(self.numbers)
+        await async_wait_for_value(self.count, lambda n: n >= seen + more, timeout=10, message="heads after")
+        self.stop()
+        return self.numbers
+
+
 async def get_json(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as response:
         return await response.json()
@@ -162,17 +187,8 @@ def test_a_silent_upstream_is_left_after_three_measured_block_times(tmp_path: Pa
             chain = next(gw.gateway.registry.chains())
             events = gw.gateway.events
             assert "result" in await subscribe(ws, ["newHeads"])
-            heads: list[int] = []
-
-            async def collect() -> None:
-                while True:
-                    heads.append((await next_head(ws))[1])
-
-            async def count() -> int:
-                return len(heads)
-
-            reader = asyncio.create_task(collect())
-            await async_wait_for_value(count, lambda n: n >= 5, timeout=10, message="first heads")
+            heads = HeadNumbers(ws)
+            await async_wait_for_value(heads.count, lambda n: n >= 5, timeout=10, message="first heads")
             assert [e["provider"] for e in events.history() if e["type"] == "subscribed"] == ["p1"]
             assert chain.silence_timeout_s == pytest.approx(1.0)  # 3 × 0.05 s measured, floored at 1 s
 
@@ -194,10 +210,8 @@ def test_a_silent_upstream_is_left_after_three_measured_block_times(tmp_path: Pa
             assert (silent["type"], silent["provider"]) == ("upstream_silent", "p1")
             assert 1.0 <= silent["silent_s"] < 2.0 and elapsed < 2.5, (silent, elapsed)
             assert (resubscribed["from"], resubscribed["to"]) == ("p1", "p2")
-            seen = len(heads)
-            await async_wait_for_value(count, lambda n: n >= seen + 5, timeout=10, message="heads after")
-            reader.cancel()
-            assert heads == list(range(heads[0], heads[0] + len(heads)))  # the silence gap was filled
+            numbers = await heads.stop_after(5)
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))  # the silence gap was filled
 
     run(scenario)
 
@@ -229,17 +243,8 @@ def test_gap_filling_keeps_few_block_fetches_in_flight(tmp_path: Path) -> None:
 
             router.execute = counting  # type: ignore[method-assign]  # only gap filling uses it here
             assert "result" in await subscribe(ws, ["newHeads"])
-            heads: list[int] = []
-
-            async def collect() -> None:
-                while True:
-                    heads.append((await next_head(ws))[1])
-
-            async def count() -> int:
-                return len(heads)
-
-            reader = asyncio.create_task(collect())
-            await async_wait_for_value(count, lambda n: n >= 5, timeout=10, message="first heads")
+            heads = HeadNumbers(ws)
+            await async_wait_for_value(heads.count, lambda n: n >= 5, timeout=10, message="first heads")
             mark = events.history()[-1]["seq"]
             behavior = {"type": "method_specific", "methods": {"eth_subscription": "always_timeout"}}
             async with session.put(providers["p1"].control_url + "behavior", json=behavior) as response:
@@ -252,9 +257,7 @@ def test_gap_filling_keeps_few_block_fetches_in_flight(tmp_path: Path) -> None:
             assert (fill["type"], fill["provider"]) == ("gap_filled", "p2")
             assert fill["blocks"] >= 10  # about 1 s of silence at 0.05 s blocks
             assert most <= 4, most
-            seen = len(heads)
-            await async_wait_for_value(count, lambda n: n >= seen + 3, timeout=10, message="heads after")
-            reader.cancel()
-            assert heads == list(range(heads[0], heads[0] + len(heads)))
+            numbers = await heads.stop_after(3)
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
 
     run(scenario)
