@@ -31,7 +31,6 @@ from typing import Any
 import gevent
 import orjson
 from gevent.event import Event
-from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust.exception import CatchResponseError
 from locust.runners import MasterRunner
@@ -39,6 +38,7 @@ from locust.runners import MasterRunner
 from lab.load import arrivals, shape
 from lab.load.arrivals import ArrivalSchedule
 from lab.load.http_user import JSON_HEADERS, LOAD, SETTINGS, RpcSender
+from lab.load.poster import JsonPoster
 from lab.load.recorder import worker_id
 
 # With worker processes, the schedule starts this long after the master's test start: late enough for
@@ -92,9 +92,9 @@ def lane_of(environment: Any) -> tuple[int, int] | None:
 
 
 class DirectSender:
-    """Sends JSON-RPC requests with geventhttpclient's client, the one beneath Locust's FastHttpSession,
-    without that session's browser-like layer (cookies, redirects, a URL parsed per request: a third of
-    the CPU a request costs), and reports each to Locust's request event, as Locust's docs show for
+    """Sends JSON-RPC requests with the lean client of lab.load.poster rather than Locust's
+    FastHttpSession (its browser-like layer: cookies, redirects, a URL parsed per request, over
+    geventhttpclient's own client), and reports each to Locust's request event, as Locust's docs show for
     custom clients: Locust's statistics and the run record see every request."""
 
     def __init__(self, host: str, events: Any, rng: random.Random, *, concurrency: int) -> None:
@@ -102,14 +102,7 @@ class DirectSender:
         self.events = events
         target = URL(f"{host}{self.rpc.path}")
         self.url = str(target)
-        self.request_uri = target.request_uri
-        self.http = HTTPClient.from_url(
-            target,
-            concurrency=concurrency,
-            network_timeout=LOAD.timeout,
-            connection_timeout=LOAD.timeout,
-            headers=JSON_HEADERS,
-        )
+        self.http = JsonPoster(self.url, concurrency=concurrency, timeout=LOAD.timeout, headers=JSON_HEADERS)
 
     def send(self, client: str, intended: float | None = None) -> None:
         """Send the next request (or batch) of the method mix now; `intended`: when the schedule meant to
@@ -120,12 +113,8 @@ class DirectSender:
         sent_at = time.time()
         started = time.perf_counter()
         try:
-            response = self.http.post(self.request_uri, body)
-            try:
-                status, headers = response.status_code, response
-                content = response.read()
-            finally:
-                response.release()
+            status, answer = self.http.post(body)
+            headers, content = answer, bytes(answer.body)
         except (Exception, gevent.Timeout) as exc:  # a transport failure, before or after the status
             status, content, error = 0, None, exc
         response_time = (time.perf_counter() - started) * 1000
