@@ -1,8 +1,9 @@
-"""Error classes through real containers: the load's own HTTP clients (the open model's DirectSender on
-geventhttpclient and the closed model's Locust FastHttpSession, in a process of their own as Locust runs)
-against mock providers behind Toxiproxy and the reference gateway, each made to answer one way. The
-status and the body decide before any exception: a 429 is `rate_limited`, a plain 503 `http_status`, a
-JSON-RPC error in a non-2xx body `rpc_error` with its code; refused, reset and timeout are told apart."""
+"""Error classes through real containers: the load's own HTTP clients (the open model's DirectSender
+with lab.load.poster, and the closed model's Locust FastHttpSession, in a process of their own as Locust
+runs) against mock providers behind Toxiproxy and the reference gateway, each made to answer one way.
+The status and the body decide before any exception: a 429 is `rate_limited`, a plain 503
+`http_status`, a JSON-RPC error in a non-2xx body `rpc_error` with its code; refused, reset and timeout
+are told apart."""
 
 from __future__ import annotations
 
