@@ -16,6 +16,7 @@ import pytest
 
 from lab.eventually import wait_for_value
 from lab.record import iter_events, read_table
+from tests.integration.processes import ctrl_c_reaches_it
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
@@ -66,7 +67,7 @@ def test_interrupted_run_lifts_faults_and_tears_down(lab_images: Any, tmp_path: 
 
     process = subprocess.Popen(
         lab_run(str(ROOT / "toxics" / "primary-cut.yml"), "--duration", "60s", "--out", str(tmp_path)),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_reaches_it,
     )  # fmt: skip
     try:
         run_dir = wait_for_value(lambda: only_run_dir(tmp_path), timeout=60, message="the run directory")

@@ -42,7 +42,8 @@ def test_a_subscription_leaves_a_partitioned_provider_within_three_block_times(l
                 )
             silent = events.matching(lambda e: e["type"] == "upstream_silent", after=mark)
             assert [e["provider"] for e in silent] == [held["provider"]], events.events[mark:]
-            assert 2.5 <= silent[0]["silent_s"] < 4.5, silent  # 3 block times after the last head
+            # 3 block times after the last head, as the gateway measured them (0.8 s has been seen)
+            assert 2.0 <= silent[0]["silent_s"] < 4.5, silent
             assert (resubscribed["from"], resubscribed["reason"]) == (held["provider"], "silent")
             assert resubscribed["to"] != held["provider"]
             assert moved_after_s < 5.0, moved_after_s  # 15 s with the 35 s default, by the heartbeat

@@ -23,6 +23,7 @@ import yaml
 from lab.eventually import wait_for_value
 from lab.topology import Lab, TopologySpec
 from lab.topology.cleanup import OWNER_PID, RUN_ID, label_filters
+from tests.integration.processes import ctrl_c_reaches_it
 
 pytestmark = [pytest.mark.integration, pytest.mark.containers]
 
@@ -137,7 +138,13 @@ def start_child_lab(lab_images: Any, wait_for: str) -> tuple[subprocess.Popen[st
             threading.Event().wait(120)
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+        preexec_fn=ctrl_c_reaches_it,
+    )
     lines = []
     for line in child.stdout:  # type: ignore[union-attr]
         lines.append(line)
