@@ -47,5 +47,7 @@ def test_a_slow_provider_keeps_the_rate_and_the_cap_records_what_it_kept_back(tm
     assert len(kept_back) > 0.6 * rate * seconds
     assert not kept_back["ok"].any() and kept_back["latency_ms"].isna().all()
     assert (kept_back["response_ms"] >= 0).all() and (kept_back["response_ms"] < 100).all()
-    assert (sent["latency_ms"] >= slow_ms).all() and sent["ok"].all()
+    # the provider's delay is an event-loop timer of 1 ms resolution, started at the loop's cached time:
+    # an answer can come a little under `slow_ms` after the request left
+    assert (sent["latency_ms"] >= slow_ms - 5).all() and sent["ok"].all()
     assert set(rows["client"]) == {f"{rows['worker'].iloc[0]}/c{i}" for i in range(4)}
