@@ -3,7 +3,9 @@
 1. The battle matrix: `pytest -m battle` (every shipped scenario against the reference gateway, among
    them the 10-minute soak production-resilience; the weak gateway against the chaos; the soak shortened
    with a planted leak, which must fail its memory slope), each run record under $NIGHTLY_OUT/runs,
-   JUnit in junit/.
+   JUnit in junit/. Controls, the runs a battle test means to fail (the weak gateway, the leak) and the
+   shortened A/A repeats, go under $NIGHTLY_OUT/controls: their tests judge them, so their verdicts
+   neither fail the night nor join a history; summary.md lists them apart.
 2. Each run: complete? (its manifest says `completed`, it has a summary.json and its verdict is not
    INCOMPLETE — `lab report` found the evidence whole; otherwise INCOMPLETE, with the summary's reason).
    An INCOMPLETE run is never compared nor added to the history.
@@ -130,7 +132,7 @@ def main() -> int:
     history = ROOT / os.environ.get("NIGHTLY_HISTORY", "reports/nightly-history")
     keep = int(os.environ.get("NIGHTLY_KEEP", "30"))
     select = os.environ.get("NIGHTLY_SELECT", "")
-    for sub in ("runs", "junit", "compare", "history"):
+    for sub in ("runs", "controls", "junit", "compare", "history"):
         (out / sub).mkdir(parents=True, exist_ok=True)
 
     subprocess.run([str(BIN / "lab"), "images"], cwd=ROOT, check=True)  # not under a test's time limit
@@ -144,45 +146,68 @@ def main() -> int:
     battle = subprocess.run(
         [*pytest, *(["-k", select] if select else [])],
         cwd=ROOT,
-        env={**os.environ, "LAB_BATTLE_OUT": str(out / "runs")},
+        env={**os.environ, "LAB_BATTLE_OUT": str(out / "runs"), "LAB_BATTLE_CONTROLS": str(out / "controls")},
         check=False,
     )
+    code, summary = judge(stamp, out, history, keep, battle.returncode)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):
+        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as step_summary:
+            step_summary.write(summary)
+    print(f"nightly: {'FAILED' if code else 'passed'}; summary: {out / 'summary.md'}")
+    return code
 
+
+def judge(stamp: str, out: Path, history: Path, keep: int, battle_code: int) -> tuple[int, str]:
+    """The night's verdict on the runs under out/runs (each against its scenario's history, then added
+    to it) and the controls under out/controls (listed: their own battle tests judge them, and a control
+    is meant to fail); writes and returns summary.md, with the exit code."""
     runs = find_runs(out / "runs")
+    controls = find_runs(out / "controls")
     sections: list[str] = []
     for run in runs:
         if run.complete:
             sections += judge_against_history(run, history, out, keep)
     incomplete = [r for r in runs if not r.complete]
     regressions = [r for r in runs if r.compare == "regression"]
-    code = exit_code(runs, battle.returncode)
-    failed = code != 0
+    code = exit_code(runs, battle_code)
+
+    def row(r: RunOutcome) -> str:
+        complete = "yes" if r.complete else f"**INCOMPLETE**: {r.why}"
+        return f"| {r.scenario} | `{r.run_id}` | {complete} | {r.slo} | {r.compare} |"
+
+    def summaries(of: list[RunOutcome]) -> list[str]:
+        return [(r.path / "summary.md").read_text() for r in of if (r.path / "summary.md").exists()]
 
     lines = [
-        f"# Nightly {stamp}: {'FAILED' if failed else 'PASSED'}",
+        f"# Nightly {stamp}: {'FAILED' if code else 'PASSED'}",
         "",
-        "- battle tests: "
-        + ("passed" if battle.returncode == 0 else f"FAILED (pytest exit {battle.returncode})"),
+        "- battle tests: " + ("passed" if battle_code == 0 else f"FAILED (pytest exit {battle_code})"),
         f"- runs: {len(runs)}, incomplete: {len(incomplete)}, regressions: {len(regressions)}",
         "",
         "| scenario | run | complete | verdict | against the history |",
         "|---|---|---|---|---|",
-        *(
-            f"| {r.scenario} | `{r.run_id}` | {'yes' if r.complete else f'**INCOMPLETE**: {r.why}'} "
-            f"| {r.slo} | {r.compare} |"
-            for r in runs
-        ),
+        *(row(r) for r in runs),
         "",
-        *((r.path / "summary.md").read_text() for r in runs if (r.path / "summary.md").exists()),
+        *summaries(runs),
         *sections,
     ]
+    if controls:
+        lines += [
+            "## Controls",
+            "",
+            "Runs a battle test judges itself: planted weaknesses and a planted leak, which must FAIL, and "
+            "the shortened A/A repeats. Their verdicts do not fail the night (their tests do, in the battle "
+            "tests' line above), and they never join a scenario's history.",
+            "",
+            "| scenario | run | complete | verdict | against the history |",
+            "|---|---|---|---|---|",
+            *(row(r) for r in controls),
+            "",
+            *summaries(controls),
+        ]
     summary = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(summary)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):
-        with open(os.environ["GITHUB_STEP_SUMMARY"], "a", encoding="utf-8") as step_summary:
-            step_summary.write(summary)
-    print(f"nightly: {'FAILED' if failed else 'passed'}; summary: {out / 'summary.md'}")
-    return code
+    return code, summary
 
 
 EXIT_INCOMPLETE = 4  # lab.cli's (the nightly runs without importing the lab)

@@ -43,9 +43,12 @@ LEAK_BYTES_PER_REQUEST = 8192
 LEAK_RUN_S = 90
 
 
-def record_dir(tmp_path: Path, name: str) -> Path:
-    """Where a battle run's record goes: under $LAB_BATTLE_OUT when set (the nightly keeps them)."""
-    kept = os.environ.get("LAB_BATTLE_OUT")
+def record_dir(tmp_path: Path, name: str, *, control: bool = False) -> Path:
+    """Where a battle run's record goes: under $LAB_BATTLE_OUT when set (the nightly keeps them). A control
+    run, one its test means to fail (a planted weakness or leak) or a shortened A/A repeat, goes under
+    $LAB_BATTLE_CONTROLS: its test judges it, so the nightly neither fails on its SLOs nor adds it to the
+    scenario's history."""
+    kept = os.environ.get("LAB_BATTLE_CONTROLS" if control else "LAB_BATTLE_OUT")
     return Path(kept) / name if kept else tmp_path / name
 
 
@@ -78,7 +81,7 @@ def test_reference_gateway_meets_every_shipped_scenarios_slos(scenario: Path, tm
 
 def test_weak_gateway_fails_the_combined_chaos(tmp_path: Path) -> None:
     weak = weakened("production-chaos", tmp_path)
-    code, summary = run_scenario(weak, record_dir(tmp_path, "production-chaos-weak"))
+    code, summary = run_scenario(weak, record_dir(tmp_path, "production-chaos-weak", control=True))
     assert code == 1 and not summary["slo"]["passed"], (
         "the lab could not tell a weak gateway from a strong one"
     )
@@ -106,7 +109,7 @@ def test_reference_gateway_keeps_every_wrong_answer_from_clients(name: str, tmp_
 
 @pytest.mark.parametrize("name", WRONG_ANSWER_SCENARIOS)
 def test_weak_gateway_passes_wrong_answers_on(name: str, tmp_path: Path) -> None:
-    code, summary = run_scenario(weakened(name, tmp_path), record_dir(tmp_path, f"{name}-weak"))
+    code, summary = run_scenario(weakened(name, tmp_path), record_dir(tmp_path, f"{name}-weak", control=True))
     checks = {c["name"]: c for c in summary["slo"]["checks"]}
     assert code == 1 and checks["wrong_answers"]["status"] == "fail", checks["wrong_answers"]
     assert checks["wrong_answers"]["actual"] >= LEAST_WRONG[name], "the misbehaviour is not unmistakable"
@@ -125,7 +128,7 @@ def test_a_planted_leak_fails_the_soak_memory_slope(tmp_path: Path) -> None:
     leaky = tmp_path / "production-resilience-leak.yml"
     leaky.write_text(yaml.safe_dump(scenario))
     code, summary = run_scenario(
-        leaky, record_dir(tmp_path, "production-resilience-leak"), "--duration", "90s"
+        leaky, record_dir(tmp_path, "production-resilience-leak", control=True), "--duration", "90s"
     )
     memory = {c["name"]: c for c in summary["slo"]["checks"]}["memory_slope_mb_per_min"]
     assert code == 1 and memory["status"] == "fail", memory
@@ -138,7 +141,7 @@ def test_aa_splits_of_real_short_runs_raise_at_most_one_false_alarm(tmp_path: Pa
     A/A comparisons, so a regression verdict is a false alarm."""
     import random
 
-    runs_dir = record_dir(tmp_path, "smoke-aa")
+    runs_dir = record_dir(tmp_path, "smoke-aa", control=True)
     proc = subprocess.run(
         [sys.executable, "-m", "lab", "run", str(ROOT / "toxics" / "smoke.yml"), "--out", str(runs_dir),
          "--duration", "20s", "--repeat", "8"],

@@ -58,3 +58,22 @@ def test_a_missed_slo_is_a_failure_even_beside_an_incomplete_run(tmp_path: Path)
     run_dir(tmp_path, "fail", "completed", {"slo": {"passed": False}})  # a summary from before INCOMPLETE
     run_dir(tmp_path, "interrupted", "interrupted", None)
     assert n.exit_code(n.find_runs(tmp_path), battle_code=1) == 1
+
+
+def test_a_control_meant_to_fail_neither_fails_the_night_nor_joins_the_history(tmp_path: Path) -> None:
+    """The weak gateway's run FAILs by design (its battle test asserts it): the night passes on the
+    battle tests and the real runs, and the history holds only the real run."""
+    n = nightly()
+    out, history = tmp_path / "out", tmp_path / "history"
+    for sub in ("junit", "compare", "history"):
+        (out / sub).mkdir(parents=True)
+    run_dir(out / "runs", "real", "completed", {"verdict": "pass", "slo": {"passed": True}})
+    run_dir(out / "controls", "weak", "completed", {"verdict": "fail", "slo": {"passed": False}})
+    code, summary = n.judge("t", out, history, keep=30, battle_code=0)
+    assert code == 0, summary
+    assert summary.startswith("# Nightly t: PASSED")
+    controls = summary.split("## Controls", 1)[1]
+    assert "`weak`" in controls and "| FAIL |" in controls
+    assert [p.name for p in history.rglob("*.json")] == ["real.json"]
+    # counted as a run, the same control would fail the night
+    assert n.exit_code(n.find_runs(out / "controls"), battle_code=0) == 1
